@@ -14,9 +14,8 @@ from constructs import Construct
 
 from stacks.common import QueueWithDlq, StreamwatchFunction
 from streamwatch.events import DETAIL_TYPES, SOURCE
+from streamwatch.observing import OBSERVER_TIMEOUT_S
 from streamwatch.settings import Resources, Settings
-
-OBSERVER_TIMEOUT_S = 30
 
 
 def event_pattern(*detail_types: str) -> events.EventPattern:

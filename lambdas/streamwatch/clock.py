@@ -1,0 +1,48 @@
+"""The handlers' notion of time. In Lambda it is the wall clock; the local sandbox installs a scaled clock so
+a 300 s Firehose buffer takes seconds while every proportion (delays, windows, event times) is kept."""
+
+from __future__ import annotations
+
+import math
+import time
+
+
+class WallClock:
+    def now(self) -> float:
+        return time.time()
+
+    def from_wall(self, epoch_s: float) -> float:
+        """A wall-clock timestamp (e.g. an S3 eventTime) on this clock."""
+        return epoch_s
+
+    def delay_seconds(self, seconds: float) -> int:
+        """What to pass as SQS DelaySeconds to wait `seconds` of this clock."""
+        return max(0, min(900, math.ceil(seconds)))
+
+
+class ScaledClock(WallClock):
+    """Virtual seconds run `speed` times faster than wall seconds, from `origin` (wall) on."""
+
+    def __init__(self, speed: float, origin: float | None = None) -> None:
+        self.speed, self.origin = speed, time.time() if origin is None else origin
+
+    def now(self) -> float:
+        return self.from_wall(time.time())
+
+    def from_wall(self, epoch_s: float) -> float:
+        return self.origin + (epoch_s - self.origin) * self.speed
+
+    def delay_seconds(self, seconds: float) -> int:
+        return 0 if seconds <= 0 else max(1, min(900, math.ceil(seconds / self.speed)))
+
+
+_clock: WallClock = WallClock()
+
+
+def get() -> WallClock:
+    return _clock
+
+
+def install(clock: WallClock) -> None:
+    global _clock
+    _clock = clock

@@ -1,0 +1,39 @@
+"""Observer Lambda: one tick of a dataset's observation chain per message (streamwatch.observing)."""
+
+from __future__ import annotations
+
+import os
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from streamwatch.observing import Observer
+from streamwatch.s3_events import Skip
+from streamwatch.settings import Resources, Settings
+from streamwatch.ticks import Tick
+
+logger, tracer, metrics = Logger(), Tracer(), Metrics()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict, context) -> dict:
+    observer = Observer(Settings.from_env(os.environ), Resources.from_env(os.environ))
+
+    def record_handler(record: SQSRecord) -> None:
+        try:
+            message = Tick.decode(record.body)
+        except Skip as skip:
+            logger.warning("skipped observer message", extra={"reason": skip.reason, "detail": str(skip)})
+            metrics.add_metric(f"Skipped{skip.reason}", MetricUnit.Count, 1)
+            return
+        outcome = observer.handle(message)
+        logger.info("observed", extra={"dataset_id": message.dataset_id, "tick": message.tick,
+                                       "kind": message.kind, "outcome": outcome})
+        metrics.add_metric(f"Observer_{outcome}", MetricUnit.Count, 1)
+
+    return process_partial_response(event=event, record_handler=record_handler,
+                                    processor=BatchProcessor(event_type=EventType.SQS), context=context)
