@@ -22,6 +22,46 @@ def cmd_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+SIM_OPTIONS = {"mode": "mode", "max_num_repeat": "max_num_repeat", "delay": "base_delay_s", "decay": "decay",
+               "min_quiet": "min_quiet_s", "buffer_interval": "buffer_interval_s", "settle": "settle_s",
+               "min_objects": "min_objects", "max_observation": "max_observation_s"}
+
+
+def simulation_settings(args: argparse.Namespace, trace) -> Settings:
+    """The same Settings object the stack uses, from simulate's options (and the trace's buffer hint)."""
+    values = {field: getattr(args, opt) for opt, field in SIM_OPTIONS.items() if getattr(args, opt) is not None}
+    if "buffer_interval_s" not in values and trace.buffer_interval_s:
+        values["buffer_interval_s"] = trace.buffer_interval_s
+    return Settings.from_mapping(values)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from streamwatch.policy import Policy
+    from streamwatch.simulate import PolicyProbe, Trace, simulate
+
+    trace = Trace.load(args.trace)
+    settings = simulation_settings(args, trace)
+    policy = Policy.from_settings(settings)
+    result = simulate(trace, PolicyProbe(policy), event_delay=args.event_delay, count_records=settings.count_records)
+    if result.stalled:
+        print(f"{trace.name}: STALLED after {result.ticks} ticks ({result.reason})")
+    else:
+        verdict = "FALSE POSITIVE" if result.false_positive else "complete"
+        print(f"{trace.name}: declared at {result.declared_at:.1f} s, {result.latency_s:+.1f} s after the last "
+              f"object ({verdict}: {result.objects_declared}/{result.objects_total} objects), "
+              f"{result.ticks} ticks, {result.reads} reads; {result.reason}")
+    print(f"policy: {json.dumps(policy.describe())}")
+    if args.json:
+        keys = ("declared_at", "last_object_at", "latency_s", "false_positive", "ticks", "reads")
+        out = {k: round(v, 3) if isinstance(v, float) else v for k in keys for v in [getattr(result, k)]}
+        if result.stalled:
+            out["stalled"] = True
+        out.update(objects_declared=result.objects_declared, objects_total=result.objects_total,
+                   fallback=result.fallback)
+        print(json.dumps(out))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamwatch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -29,6 +69,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--markdown", action="store_true")
     p.set_defaults(func=cmd_settings)
+
+    p = sub.add_parser("simulate", help="replay a trace through the observer's policy on a virtual clock")
+    p.add_argument("trace", help="JSON trace: {objects: [{t, records}] | [t, ...], producers: [...]}")
+    p.add_argument("--mode", choices=("stability", "producers", "records"))
+    p.add_argument("--max-num-repeat", type=int)
+    p.add_argument("--delay", type=int, help="base probe delay, seconds")
+    p.add_argument("--decay", choices=("constant", "divide", "exponential"))
+    p.add_argument("--min-quiet", type=int, help="minimum quiet window, seconds")
+    p.add_argument("--buffer-interval", type=int, help="Firehose buffer interval the windows derive from")
+    p.add_argument("--settle", type=int, help="producers mode settle window, seconds")
+    p.add_argument("--min-objects", type=int)
+    p.add_argument("--max-observation", type=int, help="hard cap, seconds")
+    p.add_argument("--event-delay", type=float, default=2.0, help="landing -> counted, seconds (default 2)")
+    p.add_argument("--json", action="store_true", help="last line: one JSON object")
+    p.set_defaults(func=cmd_simulate)
     return parser
 
 

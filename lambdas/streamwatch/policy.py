@@ -11,13 +11,13 @@ Modes:
 - producers: every expected producer reported done, then nothing landed for `settle_s` (Firehose may deliver
   a partition's last buffer ~1.5x the buffer interval after the last put).
 - records: every producer done and records persisted >= records sent -> complete at once. If the records
-  never add up (data lost), fall back to the stability rule and say so.
+  never add up (data lost), fall back to the stability rule over quiet_s + settle_s and say so.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 SQS_MAX_DELAY_S = 900
@@ -124,15 +124,20 @@ def decide(policy: Policy, progress: Progress, view: View) -> Decision:
     if policy.mode == "records":
         if enough and records_complete(view):
             return Decision("ready", 0, after, "every producer done and all records persisted")
-        if view.all_done:  # records short: lost data? fall back to stability, over the longer of both windows
-            window = max(policy.quiet_s, policy.settle_s)
-            if enough and repeated >= policy.max_num_repeat and view.quiet_for >= window:
+        if view.all_done:
+            # Records short of what was sent: data lost? Only after both windows passed since the later of the
+            # last landing and the last done-report (the rest may still sit in Firehose's buffer), fall back to
+            # the stability rule and say so.
+            window = policy.quiet_s + policy.settle_s
+            since = view.now - max(view.last_done_at or view.started_at, view.last_object_at or view.started_at)
+            if enough and repeated >= policy.max_num_repeat and since >= window:
                 return Decision("ready", 0, after, f"records never added up ({view.records} of "
-                                f"{view.records_sent}); stable for {view.quiet_for:g} s", fallback=True)
-            return Decision("wait", _stability_delay(policy, repeated, window - view.quiet_for), after,
+                                f"{view.records_sent}); nothing landed for {since:g} s", fallback=True)
+            return Decision("wait", _stability_delay(policy, repeated, window - since), after,
                             "producers done, records still landing")
-        return Decision("wait", seed_delay(policy.decay, policy.base_delay_s, repeated), after,
-                        "producers still sending")
+        # Completion arrives as a nudge from the monitor or the last producer; until then the chain only
+        # guards the hard cap, so it looks rarely.
+        return Decision("wait", _clamp(max(policy.base_delay_s, policy.quiet_s)), after, "producers still sending")
 
     if policy.mode == "producers":
         if not view.all_done:
@@ -161,7 +166,3 @@ def _stability_delay(policy: Policy, repeated: int, quiet_remaining: float) -> i
 
 def _clamp(seconds: float) -> int:
     return max(0, min(SQS_MAX_DELAY_S, math.ceil(seconds)))
-
-
-def with_progress(decision: Decision, **changes) -> Decision:
-    return replace(decision, progress=replace(decision.progress, **changes))

@@ -1,0 +1,117 @@
+"""The completion policy, pure: the seed's formulas exactly, and the guards as properties."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamwatch.policy import Policy, Progress, View, complete_now, decide, seed_delay
+from streamwatch.simulate import PolicyProbe, Trace, simulate
+
+ROOT = Path(__file__).resolve().parents[2]
+
+policies = st.builds(
+    Policy, mode=st.sampled_from(["stability", "producers", "records"]), max_num_repeat=st.integers(1, 12),
+    base_delay_s=st.integers(1, 900), decay=st.sampled_from(["constant", "divide", "exponential"]),
+    quiet_s=st.integers(60, 3000), min_objects=st.integers(1, 5), max_observation_s=st.integers(3001, 90_000),
+    settle_s=st.integers(0, 2000))
+
+
+@st.composite
+def views(draw):
+    started = draw(st.floats(0, 1e6))
+    now = started + draw(st.floats(0, 1e5))
+    objects = draw(st.integers(0, 50))
+    last = draw(st.none() | st.floats(started - 100, now)) if objects else None
+    expected = draw(st.none() | st.integers(1, 5))
+    done = draw(st.integers(0, 6))
+    return View(now=now, objects=objects, started_at=started, last_object_at=last,
+                records=draw(st.none() | st.integers(0, 1000)), producers_expected=expected, producers_done=done,
+                records_sent=draw(st.integers(0, 1000)),
+                last_done_at=draw(st.floats(started, now)) if done else None)
+
+
+progresses = st.builds(Progress, repeated=st.integers(0, 20), last_count=st.none() | st.integers(0, 50),
+                       reads=st.integers(0, 100))
+
+
+@pytest.mark.parametrize("r", range(12))
+def test_seed_formulas_exactly(r):
+    assert seed_delay("constant", 30, r) == 30
+    assert seed_delay("divide", 30, r) == (30 if r == 0 else int(30 / r))
+    assert seed_delay("exponential", 30, r) == math.ceil(30 * math.exp(-r))
+
+
+@given(st.sampled_from(["constant", "divide", "exponential"]), st.integers(0, 10_000), st.integers(0, 10_000))
+def test_seed_delay_stays_within_sqs_limits(decay, base, repeated):
+    assert 0 <= seed_delay(decay, base, repeated) <= 900
+
+
+@settings(max_examples=400)
+@given(policies, progresses, views())
+def test_decisions_respect_delays_windows_and_producers(policy, progress, view):
+    d = decide(policy, progress, view)
+    assert 0 <= d.delay_s <= 900
+    if d.verdict == "ready":
+        assert view.objects >= policy.min_objects
+        if policy.mode == "stability":
+            assert view.quiet_for >= policy.quiet_s and d.progress.repeated >= policy.max_num_repeat
+        else:  # records and producers never declare before every producer is done
+            assert view.all_done
+        assert view.now - view.started_at < policy.max_observation_s
+    if view.now - view.started_at >= policy.max_observation_s:
+        assert d.verdict == "stalled"
+    nudge = complete_now(policy, view)
+    if nudge is not None:
+        assert policy.mode == "records" and view.all_done and view.records >= view.records_sent
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.floats(0, 5000), min_size=1, max_size=60), st.integers(60, 900),
+       st.sampled_from(["constant", "divide", "exponential"]), st.integers(1, 10))
+def test_simulated_stability_never_declares_inside_the_quiet_window(times, quiet, decay, n):
+    # Given any trace, When replayed through the stability policy, Then nothing is declared until the count
+    # has been unchanged for the whole quiet window, and the wait overshoots it by little
+    policy = Policy(mode="stability", quiet_s=quiet, decay=decay, max_num_repeat=n, max_observation_s=10**6)
+    trace = Trace.from_doc(times)
+    r = simulate(trace, PolicyProbe(policy), event_delay=2.0)
+    last_seen = max(t for t in trace.times if t + 2.0 <= r.declared_at)
+    assert r.declared_at - last_seen >= quiet
+    if n <= 3 and decay == "constant":
+        assert r.declared_at - last_seen <= quiet + max(30 * n, 0.1 * quiet) + 3
+
+
+def test_records_mode_declares_right_after_the_last_record_lands():
+    trace = Trace.from_doc({"objects": [{"t": 10, "records": 5}, {"t": 400, "records": 5}],
+                            "producers": [{"id": "a", "done_at": 100, "records_sent": 10}]})
+    r = simulate(trace, PolicyProbe(Policy(mode="records")), count_records=True)
+    assert not r.false_positive and r.latency_s <= 5 and r.reads <= 3
+
+
+def test_simulate_cli_prints_the_contract_json_last(tmp_path):
+    trace = tmp_path / "t.json"
+    trace.write_text(json.dumps([0, 30, 61.5]))
+    out = subprocess.run([sys.executable, "-m", "streamwatch", "simulate", str(trace), "--mode", "stability",
+                          "--buffer-interval", "60", "--min-quiet", "120", "--json"], capture_output=True, text=True,
+                         cwd=ROOT, env={"PYTHONPATH": str(ROOT / "lambdas"), "PATH": "/usr/bin:/bin"}, check=True)
+    last = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(last) >= {"declared_at", "last_object_at", "latency_s", "false_positive", "ticks", "reads"}
+    assert last["false_positive"] is False and last["last_object_at"] == 61.5
+    assert 120 <= last["latency_s"] <= 135
+
+
+def test_simulate_reports_stalled_when_the_cap_is_hit(tmp_path):
+    trace = tmp_path / "t.json"
+    trace.write_text(json.dumps({"objects": [0], "producers": [{"id": "p", "done_at": 10 ** 6}]}))
+    out = subprocess.run([sys.executable, "-m", "streamwatch", "simulate", str(trace), "--mode", "producers",
+                          "--max-observation", "3600", "--json"], capture_output=True, text=True, cwd=ROOT,
+                         env={"PYTHONPATH": str(ROOT / "lambdas"), "PATH": "/usr/bin:/bin"}, check=True)
+    last = json.loads(out.stdout.strip().splitlines()[-1])
+    assert last["stalled"] is True and last["declared_at"] is None
