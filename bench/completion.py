@@ -19,6 +19,9 @@ from streamwatch.policy import Decision, Policy, Progress, View, seed_delay  # n
 from streamwatch.settings import Settings  # noqa: E402
 from streamwatch.simulate import PolicyProbe, Probe, Trace, median, simulate  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from docs_section import update_doc  # noqa: E402
+
 WORKLOADS = sorted((ROOT / "bench" / "workloads").glob("*.json"))
 FIREHOSE = {"firehose-300s", "firehose-60s", "partition-jitter"}
 BASELINE = "seed constant N=3"
@@ -175,25 +178,13 @@ def main() -> int:
     docs = ROOT / "docs"
     docs.mkdir(exist_ok=True)
     chart(rows, docs / "completion.png")
-    update_doc(docs / "benchmarks.md", "completion", text + "\n\nGoals: " +
+    update_doc("completion", "## Completion (`bench/completion.py`)\n\n" + text + "\n\nGoals: " +
                ", ".join(f"{k}: {'pass' if v else 'FAIL'}" for k, v in goals.items()) + "\n\n![latency vs false "
                "positives](completion.png)\n")
     print(json.dumps({"benchmark": "completion", "workloads": len(WORKLOADS), "goals": goals,
                       "summary": {r["policy"]: {k: r[k] for k in ("false_positives", "median_latency_s",
                                                                  "max_latency_s", "median_reads")} for r in rows}}))
     return 0
-
-
-def update_doc(path: Path, section: str, body: str) -> None:
-    """Replace one benchmark's section in docs/benchmarks.md, keeping the others."""
-    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nEach section is written by its script in bench/.\n"
-    block = f"{start}\n{body}\n{end}"
-    if start in text:
-        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
 
 
 if __name__ == "__main__":

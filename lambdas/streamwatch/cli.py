@@ -62,6 +62,29 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+CHAOS_FLAGS = ("duplicate_notifications", "duplicate_observer", "put_failures", "throttle", "crash",
+               "publish_failures")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from streamwatch.local.demo import DEFAULT_SCENARIO, SMALL_SCENARIO, Chaos, cdk_settings, run_demo
+
+    overrides = dict(kv.split("=", 1) for kv in args.set)
+    if args.mode:
+        overrides["mode"] = args.mode
+    settings = cdk_settings(overrides)
+    chaos = Chaos.everything() if args.chaos else Chaos()
+    for name in CHAOS_FLAGS:
+        value = getattr(args, name)
+        if value is not None:
+            setattr(chaos, name, value)
+    summary = run_demo(settings, scenario=SMALL_SCENARIO if args.small else DEFAULT_SCENARIO,
+                       speed=args.time_scale, chaos=chaos, timeout_s=args.timeout)
+    if args.json:
+        print(json.dumps(summary))
+    return 0 if summary["ok"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamwatch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--event-delay", type=float, default=2.0, help="landing -> counted, seconds (default 2)")
     p.add_argument("--json", action="store_true", help="last line: one JSON object")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("demo", help="the whole pipeline locally (moto on 127.0.0.1), real handlers, checked")
+    p.add_argument("--mode", choices=("stability", "producers", "records"), help="override cdk.json's mode")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a setting")
+    p.add_argument("--time-scale", type=float, default=60.0,
+                   help="pipeline seconds per wall second (default 60: a 300 s buffer takes 5 s)")
+    p.add_argument("--chaos", action="store_true", help="duplicates, reordering, partial failures, "
+                   "throttling, crashes, lost PutEvents: the run must still end exact")
+    for name in CHAOS_FLAGS:
+        p.add_argument(f"--{name.replace('_', '-')}", type=float, metavar="P", help=f"chaos: {name} probability")
+    p.add_argument("--small", action="store_true", help="a two-dataset scenario (what the e2e test runs)")
+    p.add_argument("--timeout", type=float, default=150.0, help="give up after this many wall seconds")
+    p.add_argument("--json", action="store_true", help="last line: the summary as one JSON object")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -96,10 +96,9 @@ class Monitor:
         touched = {o.dataset_id for o in counted_objects}
         states, calls = self.store.get_states(touched)
         result.dynamodb_requests = outcome.requests + calls
-        newly = Counter(o.dataset_id for o in outcome.counted)
         for dataset_id in sorted(touched):
             try:
-                self._follow_up(states.get(dataset_id), newly[dataset_id], result)
+                self._follow_up(states.get(dataset_id), result)
             except Exception:
                 log.exception("follow-up failed for dataset %s", dataset_id)
                 result.failed_message_ids |= {m for (d, _k), ids in owners.items() if d == dataset_id for m in ids}
@@ -125,17 +124,19 @@ class Monitor:
         readable = [convert(o, lines[(o.dataset_id, o.key)]) for o in found if (o.dataset_id, o.key) in lines]
         return readable, [o for o, n in results if n is None]
 
-    def _follow_up(self, state: State | None, newly_counted: int, result: MonitorResult) -> None:
-        """Start the chain if nobody has, nudge when records may be complete, flag late objects."""
+    def _follow_up(self, state: State | None, result: MonitorResult) -> None:
+        """Start the chain if nobody has, nudge when records may be complete, flag objects counted after the
+        declaration. Decided from the state alone, so a redelivered batch (nothing new to count) redoes a
+        follow-up that failed the first time; the observer drops what is redundant."""
         if state is None:
             raise RuntimeError("state item missing right after counting")
         messages: list[tuple[Tick, int]] = []
         if state.status == OBSERVING:
             if not state.chain_started:
                 messages.append((Tick(state.dataset_id, state.tick, "tick"), 0))
-            elif newly_counted and complete_now(self.policy, state.view(clock.get().now())):
+            elif complete_now(self.policy, state.view(clock.get().now())):
                 messages.append((Tick(state.dataset_id, state.tick, "nudge"), 0))
-        elif newly_counted:
+        elif state.published and state.objects > state.announced_objects:
             messages.append((Tick(state.dataset_id, state.tick, "amend"), 0))
         if not messages:
             return

@@ -82,14 +82,22 @@ class Producer:
         self.firehose = firehose or aws.client("firehose", max_pool_connections=settings.producer_concurrency + 2)
         self.max_attempts, self.sleep = max_attempts, sleep
 
-    def run(self, dataset_id: str, producer_id: str, records: Iterable[bytes]) -> ProducerReport:
+    def run(self, dataset_id: str, producer_id: str, records: Iterable[bytes],
+            pace: Callable[[int], None] | None = None) -> ProducerReport:
+        """Send every record, report done once. `pace(i)` is called before batch i is handed out (the local
+        run uses it to spread a producer's sending over time)."""
         if not valid_dataset_id(dataset_id):
             raise ValueError(f"dataset id {dataset_id!r} must match [A-Za-z0-9][A-Za-z0-9._-]{{0,127}}")
         report = ProducerReport(dataset_id, producer_id)
         self.store.report_started(dataset_id, producer_id, clock.get().now())
         all_batches = list(batches(records))  # validates every record before the first one is sent
         with ThreadPoolExecutor(max_workers=self.settings.producer_concurrency) as pool:
-            for sent, retries, failed in pool.map(self._put, all_batches):
+            futures = []
+            for i, batch in enumerate(all_batches):
+                if pace:
+                    pace(i)
+                futures.append(pool.submit(self._put, batch))
+            for sent, retries, failed in (f.result() for f in futures):
                 report.records_sent += sent
                 report.retries += retries
                 report.failed += failed

@@ -121,8 +121,8 @@ class State:
 
 
 class Store:
-    def __init__(self, table_name: str, *, ttl_days: int = 7, max_attempts: int = 6) -> None:
-        self.table = aws.table(table_name)
+    def __init__(self, table_name: str, *, ttl_days: int = 7, max_attempts: int = 6, table=None) -> None:
+        self.table = table if table is not None else aws.table(table_name)
         self.client = self.table.meta.client  # high-level types, same connection pool
         self.name = table_name
         self.ttl_s = ttl_days * 86_400

@@ -9,7 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from streamwatch.observing import Observer
+from streamwatch.observing import OBSERVER_TIMEOUT_S, Observer
 from streamwatch.s3_events import Skip
 from streamwatch.settings import Resources, Settings
 from streamwatch.ticks import Tick
@@ -21,7 +21,10 @@ logger, tracer, metrics = Logger(), Tracer(), Metrics()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context) -> dict:
-    observer = Observer(Settings.from_env(os.environ), Resources.from_env(os.environ))
+    # How long a declaring invocation has to publish before another message takes over (default: twice the
+    # function timeout); the local run, whose "functions" are fast, shortens it.
+    lease = float(os.environ.get("STREAMWATCH_PUBLISH_LEASE_S", 2 * OBSERVER_TIMEOUT_S))
+    observer = Observer(Settings.from_env(os.environ), Resources.from_env(os.environ), lease_s=lease)
 
     def record_handler(record: SQSRecord) -> None:
         try:
