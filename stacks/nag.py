@@ -12,6 +12,8 @@ from aws_cdk import CfnElement, Stack
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
+from streamwatch.manifest import MANIFEST, SUCCESS
+
 BASIC_EXECUTION_ROLE = "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 S3_GRANT_ACTIONS = ("s3:GetBucket*", "s3:GetObject*", "s3:List*", "s3:Abort*", "s3:DeleteObject*")
 
@@ -38,6 +40,9 @@ def acknowledge_findings(stack: Stack) -> None:
         f"AwsSolutions-IAM5[Resource::{bucket}/{stack.settings.data_prefix}*]":
             "The monitor reads data objects (records mode) under the data prefix only.",
         f"AwsSolutions-IAM5[Resource::{producer}:*]": "The run starter may invoke any version of our producer.",
+        **{f"AwsSolutions-IAM5[Resource::{bucket}/{stack.settings.data_prefix}*/{name}]":
+           f"The example consumer writes only its {name} marker, in any dataset's folder."
+           for name in (MANIFEST, SUCCESS)},
         "AwsSolutions-S1": "Access to the data bucket is audited with CloudTrail data events if needed; server "
                            "access logs would need a second bucket for little value here.",
         "AwsSolutions-SMG4": "The webhook token is shared with the receiver; rotate it together with the receiver.",

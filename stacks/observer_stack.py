@@ -7,6 +7,7 @@ from aws_cdk import aws_events as events
 from constructs import Construct
 
 from stacks.counting import Counting
+from stacks.downstream import ExampleConsumer
 from stacks.ingest import Ingest
 from stacks.nag import acknowledge_findings
 from stacks.observation import Observation, ObserverQueue, Webhook
@@ -34,6 +35,9 @@ class ObserverStack(Stack):
                                        table=self.storage.table, ticks=self.ticks, bus=self.bus)
         self.webhook = (Webhook(self, "Webhook", url=settings.callback_url, bus=self.bus)
                         if settings.callback_url else None)
+        self.consumer = (ExampleConsumer(self, "Downstream", settings=settings, resources=resources,
+                                         bucket=self.storage.bucket, bus=self.bus)
+                         if settings.example_consumer else None)
         outputs = {"Bucket": self.storage.bucket.bucket_name, "Stream": self.ingest.stream.delivery_stream_name,
                    "Table": self.storage.table.table_name,
                    "NotificationQueue": self.counting.notifications.queue.queue_url,

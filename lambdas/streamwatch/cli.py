@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 from dataclasses import asdict
 
 from streamwatch.settings import Settings, SettingsError
@@ -85,6 +87,54 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if summary["ok"] else 1
 
 
+class ProgressBar:
+    """A one-line bar on stderr (a line every 10 % when stderr is not a terminal)."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.failed, self.bytes, self.shown = total, 0, 0, 0, -1
+        self.tty, self.start = sys.stderr.isatty(), time.monotonic()
+
+    def __call__(self, result) -> None:
+        self.done += 1
+        self.failed += not result.ok
+        self.bytes += result.bytes
+        pct = int(100 * self.done / max(1, self.total))
+        if self.tty or pct // 10 != self.shown // 10 or self.done == self.total:
+            self.shown = pct
+            rate = self.done / max(1e-9, time.monotonic() - self.start)
+            bar = "#" * (pct // 4) + "." * (25 - pct // 4)
+            line = (f"[{bar}] {self.done}/{self.total} {self.bytes / 2**20:.1f} MiB {rate:.0f} obj/s, "
+                    f"{self.failed} failed")
+            print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from streamwatch.reader import DatasetReader
+    from streamwatch.s3_events import dataset_prefix
+
+    settings = Settings.from_env(os.environ)
+    bucket = args.bucket or os.environ.get("STREAMWATCH_RES_BUCKET")
+    if not bucket:
+        print("streamwatch: give --bucket (or set STREAMWATCH_RES_BUCKET)", file=sys.stderr)
+        return 2
+    prefix = args.prefix if args.prefix is not None else dataset_prefix(settings.data_prefix, args.dataset)
+    reader = DatasetReader(concurrency=args.concurrency, processes=args.processes, max_attempts=args.max_attempts,
+                           endpoint_url=args.endpoint_url)
+    objects = reader.list(bucket, prefix)
+    bar = ProgressBar(len(objects))
+    report = reader.fetch(bucket, prefix, objects=objects, to_dir=args.to, progress=bar)
+    if bar.tty:
+        print(file=sys.stderr)
+    print(f"s3://{bucket}/{prefix} -> {args.to}: {len(report.ok)}/{len(report.results)} objects, "
+          f"{report.bytes / 2**20:.1f} MiB in {report.elapsed_s:.2f} s "
+          f"({reader.processes} process(es), concurrency {reader.concurrency})")
+    for failure in report.failed:
+        print(f"FAILED {failure.key}: {failure.error} after {failure.attempts} attempt(s)")
+    if args.json:
+        print(json.dumps(report.summary()))
+    return 0 if report.complete else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamwatch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -121,6 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=150.0, help="give up after this many wall seconds")
     p.add_argument("--json", action="store_true", help="last line: the summary as one JSON object")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("fetch", help="download a dataset in parallel, with retries and a per-object report")
+    p.add_argument("dataset", help="dataset id (prefix <data_prefix>dataset=<id>/), or anything with --prefix")
+    p.add_argument("--to", required=True, help="directory to write into (files appear whole or not at all)")
+    p.add_argument("--bucket", help="default: $STREAMWATCH_RES_BUCKET")
+    p.add_argument("--prefix", help="read this prefix instead of the dataset's")
+    p.add_argument("--concurrency", type=int, default=32, help="objects in flight in all (default 32)")
+    p.add_argument("--processes", type=int, help="default: one per 16 in flight, at most one per core")
+    p.add_argument("--max-attempts", type=int, default=5)
+    p.add_argument("--endpoint-url", help="another S3 endpoint (default: AWS_ENDPOINT_URL or AWS)")
+    p.add_argument("--json", action="store_true", help="last line: the report as one JSON object")
+    p.set_defaults(func=cmd_fetch)
     return parser
 
 

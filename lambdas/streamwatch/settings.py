@@ -61,6 +61,8 @@ class Settings:
     dedupe_ttl_days: int = _setting(7, "how long the per-object dedupe ledger is kept", low=1, high=365)
     # --- downstream & operations -------------------------------------------------------------------
     callback_url: str = _setting("", "optional https webhook that receives every event (API destination)")
+    example_consumer: bool = _setting(True, "deploy the example consumer (manifest + _SUCCESS on Dataset Ready)",
+                                      choices=(True, False))
     log_retention_days: int = _setting(30, "CloudWatch log retention, days", choices=LOG_RETENTION_DAYS)
 
     def __post_init__(self) -> None:
@@ -155,6 +157,12 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
     kind = type(default) if default is not None else int
     if kind is str:
         return raw
+    if kind is bool:
+        if raw.lower() in ("true", "1", "yes"):
+            return True
+        if raw.lower() in ("false", "0", "no"):
+            return False
+        raise SettingsError(f"setting {name}={raw!r} is invalid: expected true or false")
     try:
         return kind(raw)
     except ValueError:

@@ -159,7 +159,7 @@ def test_bucket_blocks_public_access_and_requires_tls(template):
 def test_functions_use_the_managed_powertools_layer_tracing_and_settings_env(resources):
     ours = [fn for fn in of_type(resources, "AWS::Lambda::Function").values()
             if fn["Properties"].get("Handler", "").startswith("streamwatch.")]
-    assert len(ours) == 4  # producer, starter, monitor, observer
+    assert len(ours) == 5  # producer, starter, monitor, observer, example consumer
     for fn in ours:
         p = fn["Properties"]
         assert p["Runtime"] == "python3.14"
@@ -204,6 +204,19 @@ def test_callback_url_posts_every_event_through_an_api_destination(template):
         "Targets": [Match.object_like({
             "DeadLetterConfig": {"Arn": Match.any_value()},
             "RetryPolicy": {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}})]})
+
+
+def test_example_consumer_gets_ready_events_and_writes_only_its_markers(resources, template):
+    (cid, _), = function_named(resources, "consumer")
+    template.has_resource_properties("AWS::Events::Rule", {
+        "EventPattern": {"source": ["streamwatch"], "detail-type": ["Dataset Ready"]},
+        "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [cid, "Arn"]}, "DeadLetterConfig": Match.any_value(),
+                                       "RetryPolicy": Match.object_like({"MaximumRetryAttempts": 4})})]})
+    writes = [s for s in policy_statements_of(resources, cid) if any(
+        a.startswith("s3:PutObject") for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))]
+    resources_written = json.dumps([s["Resource"] for s in writes])
+    assert "_manifest.json" in resources_written and "_SUCCESS" in resources_written
+    assert '/data/*"' not in resources_written
 
 
 def test_no_webhook_without_callback_url():

@@ -1,0 +1,175 @@
+"""A minimal S3 endpoint on 127.0.0.1 for reader tests and benchmarks: ListObjectsV2 and GetObject from memory,
+a fixed delay per request, and faults on demand.
+
+moto's server is CPU-bound near 180 GetObject/s on this machine, so a throughput benchmark through it measures
+moto. This asyncio server costs almost nothing per request, so what is measured is the client. Faults
+(per key, consumed one per request): "503" SlowDown, "500" InternalError, "broken" (headers promise the whole
+body, half is sent, the connection drops), "404" NoSuchKey, "403" AccessDenied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import urllib.parse
+from collections import defaultdict, deque
+from xml.sax.saxutils import escape
+
+ERRORS = {"503": (503, "SlowDown", "Please reduce your request rate."),
+          "500": (500, "InternalError", "We encountered an internal error."),
+          "404": (404, "NoSuchKey", "The specified key does not exist."),
+          "403": (403, "AccessDenied", "Access Denied")}
+
+
+class S3Endpoint:
+    def __init__(self, latency_s: float = 0.0) -> None:
+        self.latency_s = latency_s
+        self.objects: dict[str, dict[str, bytes]] = defaultdict(dict)
+        self.faults: dict[str, deque[str]] = defaultdict(deque)
+        self.requests: defaultdict[str, int] = defaultdict(int)
+        self.in_flight = self.max_in_flight = 0
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    # --- setup -----------------------------------------------------------------------------------------
+    def put(self, bucket: str, key: str, body: bytes) -> None:
+        self.objects[bucket][key] = body
+
+    def fail(self, key: str, *faults: str) -> None:
+        self.faults[key].extend(faults)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> S3Endpoint:
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024))
+            self.port = server.sockets[0].getsockname()[1]
+            ready.set()
+            self._loop.run_forever()
+            server.close()
+            tasks = asyncio.all_tasks(self._loop)
+            for task in tasks:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            self._loop.close()
+
+        self._thread = threading.Thread(target=run, name="s3-endpoint", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> S3Endpoint:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # --- HTTP ------------------------------------------------------------------------------------------
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                request_line = head.split(b"\r\n", 1)[0].decode()
+                method, target, _ = request_line.split(" ", 2)
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                if length:
+                    await reader.readexactly(length)
+                with self._lock:
+                    self.in_flight += 1
+                    self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                try:
+                    if self.latency_s:
+                        await asyncio.sleep(self.latency_s)
+                    keep = await self._respond(method, target, writer)
+                finally:
+                    with self._lock:
+                        self.in_flight -= 1
+                if not keep:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def _respond(self, method: str, target: str, writer: asyncio.StreamWriter) -> bool:
+        path, _, query = target.partition("?")
+        params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+        bucket, _, key = urllib.parse.unquote(path.lstrip("/")).partition("/")
+        if method == "GET" and not key:
+            return await self._send(writer, 200, self._list(bucket, params), "application/xml")
+        self.requests[key] += 1
+        fault = self.faults[key].popleft() if self.faults.get(key) else None
+        if fault in ERRORS:
+            status, code, message = ERRORS[fault]
+            return await self._send(writer, status, _error(code, message, key), "application/xml")
+        body = self.objects.get(bucket, {}).get(key)
+        if body is None:
+            return await self._send(writer, 404, _error("NoSuchKey", "The specified key does not exist.", key),
+                                    "application/xml")
+        etag = f'"{hashlib.md5(body).hexdigest()}"'  # noqa: S324 (S3's ETag)
+        if method == "HEAD":
+            return await self._send(writer, 200, b"", "binary/octet-stream", {"ETag": etag}, length=len(body))
+        if fault == "broken":
+            writer.write(_head(200, len(body), "binary/octet-stream", {"ETag": etag}) + body[: len(body) // 2])
+            await writer.drain()
+            return False
+        return await self._send(writer, 200, body, "binary/octet-stream", {"ETag": etag})
+
+    def _list(self, bucket: str, params: dict) -> bytes:
+        prefix, token = params.get("prefix", ""), params.get("continuation-token", "")
+        max_keys = int(params.get("max-keys", 1000))
+        encode = params.get("encoding-type") == "url"
+        keys = sorted(k for k in self.objects.get(bucket, {}) if k.startswith(prefix) and k > token)
+        page, truncated = keys[:max_keys], len(keys) > max_keys
+
+        def k(key: str) -> str:
+            return urllib.parse.quote(key, safe="/") if encode else escape(key)
+        contents = "".join(
+            f"<Contents><Key>{k(key)}</Key><LastModified>2026-11-23T10:00:00.000Z</LastModified>"
+            f"<ETag>&quot;{hashlib.md5(self.objects[bucket][key]).hexdigest()}&quot;</ETag>"  # noqa: S324
+            f"<Size>{len(self.objects[bucket][key])}</Size><StorageClass>STANDARD</StorageClass></Contents>"
+            for key in page)
+        return ('<?xml version="1.0" encoding="UTF-8"?><ListBucketResult '
+                'xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                f"<Name>{escape(bucket)}</Name><Prefix>{k(prefix)}</Prefix><KeyCount>{len(page)}</KeyCount>"
+                f"<MaxKeys>{max_keys}</MaxKeys>" + ("<EncodingType>url</EncodingType>" if encode else "") +
+                f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>" +
+                (f"<NextContinuationToken>{escape(page[-1])}</NextContinuationToken>" if truncated else "") +
+                contents + "</ListBucketResult>").encode()
+
+    async def _send(self, writer, status: int, body: bytes, content_type: str, headers: dict | None = None,
+                    length: int | None = None) -> bool:
+        writer.write(_head(status, len(body) if length is None else length, content_type, headers or {}) + body)
+        await writer.drain()
+        return True
+
+
+def _head(status: int, length: int, content_type: str, headers: dict) -> bytes:
+    reason = {200: "OK", 403: "Forbidden", 404: "Not Found", 500: "Internal Server Error",
+              503: "Service Unavailable"}[status]
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n"
+            f"x-amz-request-id: local\r\nLast-Modified: Mon, 23 Nov 2026 10:00:00 GMT\r\n{extra}"
+            "Connection: keep-alive\r\n\r\n").encode()
+
+
+def _error(code: str, message: str, key: str) -> bytes:
+    return (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message>'
+            f"<Key>{escape(key)}</Key><RequestId>local</RequestId></Error>").encode()

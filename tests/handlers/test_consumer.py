@@ -1,0 +1,42 @@
+"""Example consumer: a correct manifest and _SUCCESS, which the monitor then ignores."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+
+from streamwatch.handlers import consumer, monitor
+from streamwatch.store import Store
+from tests.conftest import drain, sqs_event
+
+
+def test_consumer_writes_a_correct_manifest_and_success_marker_the_monitor_ignores(moto_env, context):
+    settings, local = moto_env()
+    s3, bucket = boto3.client("s3"), local.resources.bucket
+    bodies = {f"data/dataset=d1/part-{i}": b"".join(b'{"i":%d}\n' % j for j in range(10 * (i + 1)))
+              for i in range(4)}
+    for key, body in bodies.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    monitor.handler(sqs_event([m["Body"] for m in drain(local.notification_queue_url)]), context)
+    assert Store(local.resources.table).get_state("d1").objects == 4
+    # When a Ready for d1 arrives
+    detail = {"dataset_id": "d1", "bucket": bucket, "prefix": "data/dataset=d1/", "objects": 4, "records": None,
+              "declared_at": "2026-11-23T10:00:00.000Z", "mode": "stability", "event_id": "d1:ready:4"}
+    totals = consumer.handler({"detail-type": "Dataset Ready", "source": "streamwatch", "detail": detail}, context)
+    # Then the manifest lists every object with its size, ETag and record count
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key="data/dataset=d1/_manifest.json")["Body"].read())
+    assert totals == manifest["totals"] == {"objects": 4, "bytes": sum(map(len, bodies.values())), "records": 100}
+    assert [(o["key"], o["size"], o["records"]) for o in manifest["objects"]] == [
+        (k, len(b), b.count(b"\n")) for k, b in sorted(bodies.items())]
+    assert all(o["etag"].strip('"') for o in manifest["objects"]) and manifest["matches_declaration"]
+    assert s3.get_object(Bucket=bucket, Key="data/dataset=d1/_SUCCESS")["Body"].read() == b""
+    # And the monitor does not count the manifest or the marker
+    notes = [m["Body"] for m in drain(local.notification_queue_url)]
+    assert len(notes) == 2
+    assert monitor.handler(sqs_event(notes), context) == {"batchItemFailures": []}
+    assert Store(local.resources.table).get_state("d1").objects == 4
+    # A second Ready (a duplicate) rewrites the same manifest, still without counting it
+    consumer.handler({"detail": detail}, context)
+    again = json.loads(s3.get_object(Bucket=bucket, Key="data/dataset=d1/_manifest.json")["Body"].read())
+    assert again["totals"] == manifest["totals"]
