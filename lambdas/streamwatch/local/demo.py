@@ -152,7 +152,7 @@ def summarize(sb: Sandbox, store: Store, ids: list[str], chaos: Chaos) -> dict:
     dlq = sb.dlq_depths()
     pollers = {p.name: asdict(p.stats) for p in sb.pollers}
     return {"ok": all(r.ok for r in rows) and not any(dlq.values()), "mode": sb.settings.mode,
-            "dynamodb_calls_throttled": sb.throttled,
+            "dynamodb_calls_throttled": sb.throttled, "mid_batch_crashes": sb.mid_batch_crashes,
             "datasets": [asdict(r) for r in rows], "dlq": dlq, "pollers": pollers, "chaos": asdict(chaos),
             "firehose_error_records": sb.firehose.errors,
             "put_retries": sum(r.retries for r in sb.reports)}
@@ -168,7 +168,8 @@ def print_summary(summary: dict, log=print) -> None:
             f"{r['objects_landed']:>11d}/{r['objects_counted']:<11d} {r['ready']:>5d} {r['amended']:>7d} "
             f"{latency:>9s}  {'ok' if r['ok'] else 'WRONG: ' + '; '.join(r['problems'])}")
     log(f"DLQs: {summary['dlq']}; pollers: {summary['pollers']}; PutRecordBatch retries: {summary['put_retries']}; "
-        f"DynamoDB calls throttled: {summary['dynamodb_calls_throttled']}")
+        f"DynamoDB calls throttled: {summary['dynamodb_calls_throttled']}; monitor crashes mid-batch: "
+        f"{summary['mid_batch_crashes']}")
     log("latency: the Ready's declaration after the dataset's last object landed, in pipeline seconds")
     log("RESULT: " + ("every dataset exact, exactly one Ready each, nothing in a DLQ" if summary["ok"]
                       else "SOMETHING IS WRONG (see above)"))

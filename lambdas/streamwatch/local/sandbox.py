@@ -35,6 +35,7 @@ from streamwatch.local.firehose import LocalFirehose
 from streamwatch.local.server import moto_server
 from streamwatch.producing import Producer, ProducerReport, make_records, start_run
 from streamwatch.settings import Settings
+from streamwatch.store import Store
 
 VISIBILITY_S = 4  # real seconds before a failed message is redelivered
 PUBLISH_LEASE_S = 2.0  # real seconds; < VISIBILITY_S, as the stack's lease is < its visibility timeout
@@ -48,7 +49,7 @@ class Chaos:
     duplicate_observer: float = 0.0  # an observer message delivered again
     put_failures: float = 0.0  # a PutRecordBatch entry refused (FailedPutCount > 0)
     throttle: float = 0.0  # a DynamoDB call throttled
-    crash: float = 0.0  # an invocation dies after its work, before SQS learns the result
+    crash: float = 0.0  # an invocation dies after its work, before SQS learns the result, or mid-batch
     publish_failures: float = 0.0  # PutEvents fails right after a declaration
 
     @classmethod
@@ -147,6 +148,10 @@ class Poller(threading.Thread):
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start:start + 10])])
 
 
+class ChaosCrash(RuntimeError):
+    """An invocation killed by the chaos switches."""
+
+
 class _Raw:
     """The raw body botocore reads from an injected response."""
 
@@ -166,6 +171,7 @@ class Sandbox:
         self.stopping = threading.Event()
         self.events: list[dict] = []
         self.throttled = 0
+        self.mid_batch_crashes = 0
         self.reports: list[ProducerReport] = []
         self._saved_env: dict[str, str | None] = {}
         self._restore: list[Callable[[], None]] = []
@@ -255,6 +261,20 @@ class Sandbox:
             boto3.DEFAULT_SESSION.events.register("before-send.dynamodb", throttle)
             self._restore.append(lambda: (boto3.DEFAULT_SESSION.events.unregister("before-send.dynamodb", throttle),
                                           aws.reset()))
+        if self.chaos.crash:
+            # A crash mid-batch: the monitor counts half of its batch, then dies (as a timeout would cut it);
+            # SQS redelivers the whole batch and the ledger must keep the first half from counting twice.
+            original_count = Store.count
+
+            def crashing_count(store, objects, now):
+                objects = list(objects)
+                if len(objects) > 1 and rng.random() < self.chaos.crash:
+                    original_count(store, objects[: len(objects) // 2], now)
+                    self.mid_batch_crashes += 1
+                    raise ChaosCrash("chaos: the monitor died half-way through its batch")
+                return original_count(store, objects, now)
+            Store.count = crashing_count
+            self._restore.append(lambda: setattr(Store, "count", original_count))
         if self.chaos.publish_failures:
             original = events_module.publish
 
