@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aws_cdk import Duration, Size
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kinesisfirehose as firehose
@@ -41,7 +43,7 @@ class Ingest(Construct):
         table.grant(self.producer, *TABLE_ITEM_WRITE)
         observer_queue.grant_send_messages(self.producer)
         # The run starter registers a dataset and fans out to producers; it never writes to Firehose itself.
-        starter_resources = Resources(**{**resources.__dict__, "producer_function": self.producer.function_name})
+        starter_resources = replace(resources, producer_function=self.producer.function_name)
         self.starter = StreamwatchFunction(self, "Starter", handler="producer", settings=settings,
                                            resources=starter_resources, timeout_s=60).function
         table.grant(self.starter, *TABLE_ITEM_WRITE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import random
 
 import boto3
 from botocore.config import Config
@@ -21,6 +22,12 @@ def client(service: str, max_pool_connections: int = 10):
 def table(name: str):
     resource = boto3.resource("dynamodb", config=Config(retries=RETRIES))
     return resource.Table(name)
+
+
+def backoff_s(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter (the AWS Architecture Blog's recommendation): seconds to wait
+    before retry `attempt + 1`."""
+    return random.uniform(0, min(cap, base * 2 ** attempt))
 
 
 def reset() -> None:

@@ -14,9 +14,9 @@ import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from streamwatch import aws, clock
+from streamwatch.events import parse_iso
 from streamwatch.policy import Policy, complete_now
 from streamwatch.s3_events import ObjectCreated, Skip, parse_message
 from streamwatch.settings import Resources, Settings
@@ -33,16 +33,13 @@ class MonitorResult:
     skipped: Counter = field(default_factory=Counter)
     counted: int = 0
     duplicates: int = 0
-    chains_started: int = 0
-    nudges: int = 0
-    amendments: int = 0
     dynamodb_requests: int = 0
 
 
 def event_ts(event_time: str) -> float:
     """S3 eventTime (ISO-8601, 'Z') on the handlers' clock; unparsable -> now."""
     try:
-        return clock.get().from_wall(datetime.fromisoformat(event_time.replace("Z", "+00:00")).timestamp())
+        return clock.get().from_wall(parse_iso(event_time))
     except ValueError:
         return clock.get().now()
 
@@ -64,7 +61,7 @@ class Monitor:
     def __init__(self, settings: Settings, resources: Resources, store: Store | None = None) -> None:
         self.settings, self.resources = settings, resources
         self.policy = Policy.from_settings(settings)
-        self.store = store or Store(resources.table, ttl_days=settings.dedupe_ttl_days)
+        self.store = store or Store.from_settings(settings, resources)
 
     def process(self, messages: list[tuple[str, str]]) -> MonitorResult:
         """(message id, body) pairs -> which message ids failed, and what happened."""
@@ -98,7 +95,7 @@ class Monitor:
         result.dynamodb_requests = outcome.requests + calls
         for dataset_id in sorted(touched):
             try:
-                self._follow_up(states.get(dataset_id), result)
+                self._follow_up(states.get(dataset_id))
             except Exception:
                 log.exception("follow-up failed for dataset %s", dataset_id)
                 result.failed_message_ids |= {m for (d, _k), ids in owners.items() if d == dataset_id for m in ids}
@@ -124,28 +121,22 @@ class Monitor:
         readable = [convert(o, lines[(o.dataset_id, o.key)]) for o in found if (o.dataset_id, o.key) in lines]
         return readable, [o for o, n in results if n is None]
 
-    def _follow_up(self, state: State | None, result: MonitorResult) -> None:
+    def _follow_up(self, state: State | None) -> None:
         """Start the chain if nobody has, nudge when records may be complete, flag objects counted after the
         declaration. Decided from the state alone, so a redelivered batch (nothing new to count) redoes a
         follow-up that failed the first time; the observer drops what is redundant."""
         if state is None:
             raise RuntimeError("state item missing right after counting")
-        messages: list[tuple[Tick, int]] = []
+        kind = None
         if state.status == OBSERVING:
             if not state.chain_started:
-                messages.append((Tick(state.dataset_id, state.tick, "tick"), 0))
+                kind = "tick"
             elif complete_now(self.policy, state.view(clock.get().now())):
-                messages.append((Tick(state.dataset_id, state.tick, "nudge"), 0))
+                kind = "nudge"
         elif state.published and state.objects > state.announced_objects:
-            messages.append((Tick(state.dataset_id, state.tick, "amend"), 0))
-        if not messages:
+            kind = "amend"
+        if kind is None:
             return
-        send(self.resources.observer_queue_url, messages)
-        kind = messages[0][0].kind
+        send(self.resources.observer_queue_url, [(Tick(state.dataset_id, state.tick, kind), 0)])
         if kind == "tick":
             self.store.mark_chain_started(state.dataset_id)
-            result.chains_started += 1
-        elif kind == "nudge":
-            result.nudges += 1
-        else:
-            result.amendments += 1

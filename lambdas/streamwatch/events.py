@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from datetime import UTC, datetime
 
@@ -32,6 +31,11 @@ def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> float:
+    """ISO-8601 ('Z' or offset) -> epoch seconds; the inverse of `iso` (and how S3 writes eventTime)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def detail(state: State, *, bucket: str, data_prefix: str, policy: Policy, detail_type: str) -> dict:
@@ -67,5 +71,5 @@ def publish(bus: str, detail_type: str, body: dict, *, attempts: int = 5) -> Non
             return
         error = response["Entries"][0].get("ErrorCode")
         log.warning("PutEvents entry failed (%s), attempt %d", error, attempt + 1)
-        time.sleep(random.uniform(0, min(2.0, 0.1 * 2 ** attempt)))
+        time.sleep(aws.backoff_s(attempt, base=0.1, cap=2.0))
     raise PublishError(f"{detail_type} for {body.get('dataset_id')} not accepted after {attempts} attempts")

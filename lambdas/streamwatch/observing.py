@@ -43,7 +43,7 @@ class Observer:
                  lease_s: float = 2 * OBSERVER_TIMEOUT_S) -> None:
         self.settings, self.resources, self.lease_s = settings, resources, lease_s
         self.policy = Policy.from_settings(settings)
-        self.store = store or Store(resources.table, ttl_days=settings.dedupe_ttl_days)
+        self.store = store or Store.from_settings(settings, resources)
 
     def handle(self, msg: Tick) -> str:
         """Process one message; returns what happened (for logs and metrics)."""

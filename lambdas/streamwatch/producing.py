@@ -78,7 +78,7 @@ class Producer:
     def __init__(self, settings: Settings, resources: Resources, *, store: Store | None = None,
                  firehose=None, max_attempts: int = 8, sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings, self.resources = settings, resources
-        self.store = store or Store(resources.table, ttl_days=settings.dedupe_ttl_days)
+        self.store = store or Store.from_settings(settings, resources)
         self.firehose = firehose or aws.client("firehose", max_pool_connections=settings.producer_concurrency + 2)
         self.max_attempts, self.sleep = max_attempts, sleep
 
@@ -114,7 +114,7 @@ class Producer:
         pending, sent, errors = batch, 0, {}
         for attempt in range(self.max_attempts):
             if attempt:
-                self.sleep(random.uniform(0, min(5.0, 0.1 * 2 ** attempt)))
+                self.sleep(aws.backoff_s(attempt, base=0.1, cap=5.0))
             try:
                 response = self.firehose.put_record_batch(
                     DeliveryStreamName=self.resources.stream, Records=[{"Data": data} for _, data in pending])
@@ -145,7 +145,7 @@ def start_run(settings: Settings, resources: Resources, dataset_id: str, produce
     """Register a dataset with its expected producers, then fan out one produce request per producer."""
     if not valid_dataset_id(dataset_id):
         raise ValueError(f"dataset id {dataset_id!r} must match [A-Za-z0-9][A-Za-z0-9._-]{{0,127}}")
-    store = store or Store(resources.table, ttl_days=settings.dedupe_ttl_days)
+    store = store or Store.from_settings(settings, resources)
     store.register_run(dataset_id, len(producers), clock.get().now())
     requests = [{"action": "produce", "dataset_id": dataset_id, **p} for p in producers]
     for request in requests:

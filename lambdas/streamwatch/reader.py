@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
-import random
 import time
 import uuid
 from collections.abc import Callable
@@ -42,6 +41,8 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 from urllib3.exceptions import ProtocolError
+
+from streamwatch.aws import backoff_s
 
 CHUNK = 1 << 20
 THREADS_PER_PROCESS = 16
@@ -201,7 +202,7 @@ def fetch_one(client, bucket: str, obj: ObjectInfo, sink_factory: Callable[[str]
                 result.attempts += 1
             result.error = f"{type(exc).__name__}: {exc}"
             if attempt + 1 < max_attempts:
-                sleep(random.uniform(0, min(5.0, 0.1 * 2 ** attempt)))
+                sleep(backoff_s(attempt, base=0.1, cap=5.0))
         except Exception as exc:  # never raise half-way: whatever it was, it is in the report
             if sink:
                 sink.abort()

@@ -14,7 +14,6 @@ with `ConditionalCheckFailed` at its own position (`CancellationReasons`); it is
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -127,6 +126,11 @@ class Store:
         self.name = table_name
         self.ttl_s = ttl_days * 86_400
         self.max_attempts = max_attempts
+
+    @classmethod
+    def from_settings(cls, settings, resources) -> Store:
+        """The store every handler uses: the stack's table, the settings' ledger TTL."""
+        return cls(resources.table, ttl_days=settings.dedupe_ttl_days)
 
     # --- counting (monitor) --------------------------------------------------------------------------
     def count(self, objects: Iterable[CountedObject], now: float) -> CountOutcome:
@@ -349,5 +353,4 @@ def _chunks(objects: list[CountedObject]) -> Iterable[list[CountedObject]]:
 
 
 def _backoff(attempt: int) -> None:
-    """Exponential backoff with full jitter (the AWS Architecture Blog's recommendation)."""
-    time.sleep(random.uniform(0, min(2.0, 0.05 * 2 ** attempt)))
+    time.sleep(aws.backoff_s(attempt, base=0.05, cap=2.0))

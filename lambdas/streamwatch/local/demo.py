@@ -10,9 +10,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from streamwatch import clock
-from streamwatch.events import AMENDED, READY, STALLED
+from streamwatch.events import AMENDED, READY, STALLED, parse_iso
 from streamwatch.local.sandbox import Chaos, Sandbox
-from streamwatch.s3_events import dataset_of_key, dataset_prefix
+from streamwatch.s3_events import dataset_of_key
 from streamwatch.settings import Settings
 from streamwatch.store import Store
 
@@ -128,7 +128,7 @@ def summarize(sb: Sandbox, store: Store, ids: list[str], chaos: Chaos) -> dict:
         landings = [t for _k, _n, t in sb.firehose.delivered.get(d, [])]
         latency = None
         if ready and landings:
-            latency = round(_ts(ready[0]["detail"]["declared_at"]) - max(landings), 1)
+            latency = round(parse_iso(ready[0]["detail"]["declared_at"]) - max(landings), 1)
         problems = []
         sent = sum(r.records_sent for r in reports)
         if not state or state.objects != len(listing[d]):
@@ -175,9 +175,4 @@ def print_summary(summary: dict, log=print) -> None:
                       else "SOMETHING IS WRONG (see above)"))
 
 
-def _ts(iso: str) -> float:
-    from datetime import datetime
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
-__all__ = ["DEFAULT_SCENARIO", "SMALL_SCENARIO", "Chaos", "cdk_settings", "dataset_prefix", "run_demo"]
+__all__ = ["DEFAULT_SCENARIO", "SMALL_SCENARIO", "Chaos", "cdk_settings", "run_demo"]

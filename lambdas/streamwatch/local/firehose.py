@@ -41,7 +41,6 @@ class LocalFirehose:
         self.lock = threading.Lock()
         self.delivered: dict[str, list[tuple[str, int, float]]] = {}  # dataset -> [(key, records, landed)]
         self.errors = 0
-        self.pending = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="local-firehose", daemon=True)
         self._thread.start()
@@ -64,7 +63,6 @@ class LocalFirehose:
                 buffer = self.buffers[dataset_id]
                 buffer.records.append(data + b"\n")
                 buffer.size += len(data) + 1
-                self.pending += 1
                 if buffer.size >= self.settings.buffer_size_mib * 1024 * 1024:
                     self._flush(dataset_id)
                 responses.append({"RecordId": str(uuid.uuid4())})
@@ -85,18 +83,12 @@ class LocalFirehose:
         key = (f"{dataset_prefix(self.settings.data_prefix, dataset_id)}{self.stream}-1-"
                f"{now:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4()}")
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
-        self.pending -= len(buffer.records)
         self.delivered.setdefault(dataset_id, []).append((key, len(buffer.records), clock.get().now()))
 
     def _write_error(self, data: bytes) -> None:
         self.errors += 1
         key = f"errors/processing-failed/{datetime.now(UTC):%Y/%m/%d}/{uuid.uuid4()}"
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=data + b"\n")
-
-    def flush_all(self) -> None:
-        with self.lock:
-            for dataset_id in list(self.buffers):
-                self._flush(dataset_id)
 
     def close(self) -> None:
         self._stop.set()

@@ -11,6 +11,7 @@ events their own downstream would receive from `sandbox.events`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import threading
@@ -33,7 +34,7 @@ from streamwatch.local import infra
 from streamwatch.local.chaos import FlakyFirehose
 from streamwatch.local.firehose import LocalFirehose
 from streamwatch.local.server import moto_server
-from streamwatch.producing import Producer, ProducerReport, make_records, start_run
+from streamwatch.producing import MAX_BATCH_RECORDS, Producer, ProducerReport, make_records, start_run
 from streamwatch.settings import Settings
 from streamwatch.store import Store
 
@@ -311,7 +312,7 @@ class Sandbox:
         try:
             self.sleep_until(origin + request.get("start_s", 0))
             n, duration = int(request["records"]), float(request.get("duration_s", 0))
-            batches = max(1, -(-n // 500))
+            batches = max(1, math.ceil(n / MAX_BATCH_RECORDS))
             started = clock.get().now()
             producer = Producer(self.settings, self.resources, firehose=self.producer_firehose, max_attempts=20)
             report = producer.run(request["dataset_id"], request["producer_id"],
