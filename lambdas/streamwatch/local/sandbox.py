@@ -134,13 +134,17 @@ class Poller(threading.Thread):
                               "eventSource": "aws:sqs", "eventSourceARN": "local", "awsRegion": "us-east-1"}
                              for m in batch]}
         self.stats.invocations += 1
+        # One crash roll per invocation (so --crash P kills P of them): half of the monitor's crashes come
+        # mid-batch (see _install_chaos), the rest after the work, before SQS hears the result.
+        crash = bool(self.sandbox.chaos.crash) and self.rng.random() < self.sandbox.chaos.crash
+        self.sandbox.crash_mid_batch = crash and self.name == "monitor" and self.rng.random() < 0.5
         try:
             failed = {f["itemIdentifier"] for f in self.handler(event, LambdaContext())["batchItemFailures"]}
         except Exception as exc:  # the whole invocation failed: every message comes back
             self.sandbox.log(f"{self.name}: invocation failed ({type(exc).__name__}: {exc}); batch will be retried")
             failed = {m["MessageId"] for m in batch}
         self.stats.failed_records += len(failed)
-        if self.sandbox.chaos.crash and self.rng.random() < self.sandbox.chaos.crash:
+        if crash:
             self.stats.crashes += 1  # died before returning: nothing is deleted, everything is redelivered
             return
         done = [m for m in batch if m["MessageId"] not in failed]
@@ -173,6 +177,7 @@ class Sandbox:
         self.events: list[dict] = []
         self.throttled = 0
         self.mid_batch_crashes = 0
+        self.crash_mid_batch = False  # set by the monitor's poller for the invocation it is about to run
         self.reports: list[ProducerReport] = []
         self._saved_env: dict[str, str | None] = {}
         self._restore: list[Callable[[], None]] = []
@@ -269,7 +274,8 @@ class Sandbox:
 
             def crashing_count(store, objects, now):
                 objects = list(objects)
-                if len(objects) > 1 and rng.random() < self.chaos.crash:
+                if self.crash_mid_batch and len(objects) > 1:
+                    self.crash_mid_batch = False
                     original_count(store, objects[: len(objects) // 2], now)
                     self.mid_batch_crashes += 1
                     raise ChaosCrash("chaos: the monitor died half-way through its batch")
