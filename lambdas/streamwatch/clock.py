@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import time
 
+from streamwatch.settings import SQS_MAX_DELAY_S
+
 
 class WallClock:
     def now(self) -> float:
@@ -17,7 +19,7 @@ class WallClock:
 
     def delay_seconds(self, seconds: float) -> int:
         """What to pass as SQS DelaySeconds to wait `seconds` of this clock."""
-        return max(0, min(900, math.ceil(seconds)))
+        return max(0, min(SQS_MAX_DELAY_S, math.ceil(seconds)))
 
 
 class ScaledClock(WallClock):
@@ -33,7 +35,7 @@ class ScaledClock(WallClock):
         return self.origin + (epoch_s - self.origin) * self.speed
 
     def delay_seconds(self, seconds: float) -> int:
-        return 0 if seconds <= 0 else max(1, min(900, math.ceil(seconds / self.speed)))
+        return 0 if seconds <= 0 else max(1, min(SQS_MAX_DELAY_S, math.ceil(seconds / self.speed)))
 
 
 _clock: WallClock = WallClock()
