@@ -1,40 +1,33 @@
-"""Shared fixtures: an in-process moto account with the stack's resources, and Lambda-shaped events."""
+"""Shared fixtures: a moto server on 127.0.0.1 with the construct's resources, and Lambda-shaped events."""
 
 from __future__ import annotations
 
 import json
 import os
 import uuid
-from dataclasses import dataclass
 
 import boto3
 import pytest
 
+from streamwatch.local.context import LambdaContext
+
 os.environ.update({"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
                    "AWS_SECRET_ACCESS_KEY": "testing", "POWERTOOLS_METRICS_NAMESPACE": "streamwatch",
-                   "POWERTOOLS_SERVICE_NAME": "streamwatch", "POWERTOOLS_TRACE_DISABLED": "true"})
+                   "POWERTOOLS_SERVICE_NAME": "streamwatch", "POWERTOOLS_TRACE_DISABLED": "true",
+                   "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"})
 os.environ.pop("AWS_ENDPOINT_URL", None)
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "test"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test"
-    aws_request_id: str = "req"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+os.environ.pop("AWS_PROFILE", None)
 
 
 @pytest.fixture
 def context() -> LambdaContext:
-    return LambdaContext()
+    return LambdaContext(function_name="test")
 
 
-def sqs_event(bodies: list[str], ids: list[str] | None = None) -> dict:
+def sqs_event(bodies: list[str], ids: list[str] | None = None, sent_ts: float | None = None) -> dict:
     ids = ids or [str(uuid.uuid4()) for _ in bodies]
-    return {"Records": [{"messageId": i, "receiptHandle": f"rh-{i}", "body": b, "attributes": {},
+    attributes = {"SentTimestamp": str(int(sent_ts * 1000))} if sent_ts is not None else {}
+    return {"Records": [{"messageId": i, "receiptHandle": f"rh-{i}", "body": b, "attributes": attributes,
                          "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
                          "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}
                         for i, b in zip(ids, bodies, strict=True)]}
@@ -52,21 +45,22 @@ def s3_message(*records: dict) -> str:
 
 @pytest.fixture
 def moto_env(monkeypatch):
-    """A fresh moto account with every resource the handlers need, env set as the stack sets it."""
-    from moto import mock_aws
-
+    """A moto server on 127.0.0.1 with every resource the handlers need, env set as the construct sets it.
+    (Server mode, not mock_aws: the reader's Rust HTTP client and threads need a real endpoint.)"""
     from streamwatch import aws
     from streamwatch.local import infra
+    from streamwatch.local.server import moto_server
     from streamwatch.settings import Settings
 
-    def build(settings: Settings | None = None):
+    def build(settings: Settings | None = None, notifications: str = "s3"):
         settings = settings or Settings()
-        local = infra.create(settings)
-        for k, v in {**settings.to_env(), **local.resources.to_env()}.items():
+        local = infra.create(settings, notifications=notifications)
+        for k, v in {**settings.to_env(), **local.resources.to_env(),
+                     "STREAMWATCH_QUEUES": json.dumps(local.queues)}.items():
             monkeypatch.setenv(k, v)
         return settings, local
 
-    with mock_aws():
+    with moto_server():
         aws.reset()
         yield build
     aws.reset()
@@ -84,3 +78,8 @@ def drain(queue_url: str, max_messages: int = 1000) -> list[dict]:
         for m in got:
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
     return out
+
+
+def object_events(queue_url: str) -> list[str]:
+    """Bodies of the object notifications waiting in a queue (S3's s3:TestEvent left out)."""
+    return [m["Body"] for m in drain(queue_url) if "s3:TestEvent" not in m["Body"]]

@@ -1,30 +1,43 @@
-"""The monitor's logic: S3 notifications in, exact per-dataset counts out, the observer chain started once.
+"""The monitor's logic: object events in, exact per-dataset counts out, the observer chain started once.
 
 A batch is handled as a whole so each dataset's counter is written once per batch (not once per event):
-parse every message, count lines where records are counted, write all objects with `Store.count`, read the
-touched datasets back in one BatchGetItem, then start chains, nudge, or flag amendments. A message is
-reported failed only if one of its own objects could not be counted or followed up; redelivery is safe
-because the ledger drops what was already counted.
+parse every message (every shape a bucket can deliver, `s3_events`), read the objects of datasets whose rule
+counts records (one scan per object for the producer envelope, `envelope`), write all objects with
+`Store.count`, read the touched datasets back in one BatchGetItem, then start chains, nudge, or flag
+amendments. Objects of Firehose's error output are read too: their records are attributed to their datasets,
+which then fail. A message is reported failed only if one of its own objects could not be counted or followed
+up; redelivery is safe because the ledger drops what was already counted.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
-import zlib
 from collections import Counter
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from streamwatch import aws, clock
+from streamwatch import aws, clock, envelope
 from streamwatch.events import parse_iso
 from streamwatch.policy import Policy, complete_now
+from streamwatch.rules import RuleError
 from streamwatch.s3_events import ObjectCreated, Skip, parse_message
 from streamwatch.settings import Resources, Settings
-from streamwatch.store import OBSERVING, CountedObject, State, Store
+from streamwatch.store import OBSERVING, READY, STALLED, CountedObject, ErrorRecords, State, Store
 from streamwatch.ticks import Tick, send
 
 log = logging.getLogger(__name__)
 READ_CHUNK = 1 << 20
+READ_THREADS = 16
+
+
+@dataclass(frozen=True)
+class Message:
+    message_id: str
+    body: str
+    sent_ts: float | None = None  # SQS SentTimestamp, wall-clock seconds
 
 
 @dataclass
@@ -33,6 +46,8 @@ class MonitorResult:
     skipped: Counter = field(default_factory=Counter)
     counted: int = 0
     duplicates: int = 0
+    error_records: int = 0
+    unattributed_error_records: int = 0
     dynamodb_requests: int = 0
 
 
@@ -44,53 +59,65 @@ def event_ts(event_time: str) -> float:
         return clock.get().now()
 
 
-def count_lines(bucket: str, key: str) -> int:
-    """Newline-delimited records in an object, streamed; gzip is detected by its magic bytes."""
-    body = aws.client("s3", max_pool_connections=16).get_object(Bucket=bucket, Key=key)["Body"]
-    lines, inflate, first = 0, None, True
-    for chunk in iter(lambda: body.read(READ_CHUNK), b""):
-        if first:
-            first = False
-            if chunk[:2] == b"\x1f\x8b":
-                inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        lines += (inflate.decompress(chunk) if inflate else chunk).count(b"\n")
-    return lines
+def object_chunks(bucket: str, key: str) -> Iterable[bytes]:
+    """An object's bytes, streamed."""
+    body = aws.client("s3", max_pool_connections=READ_THREADS).get_object(Bucket=bucket, Key=key)["Body"]
+    return iter(lambda: body.read(READ_CHUNK), b"")
 
 
 class Monitor:
-    def __init__(self, settings: Settings, resources: Resources, store: Store | None = None) -> None:
+    def __init__(self, settings: Settings, resources: Resources, store: Store | None = None, *,
+                 read: Callable[[str, str], Iterable[bytes]] | None = None) -> None:
         self.settings, self.resources = settings, resources
-        self.policy = Policy.from_settings(settings)
+        self.rules = settings.rules
         self.store = store or Store.from_settings(settings, resources)
+        self.read = read or object_chunks
+        self._policies: dict[str, Policy] = {}
 
-    def process(self, messages: list[tuple[str, str]]) -> MonitorResult:
-        """(message id, body) pairs -> which message ids failed, and what happened."""
-        result = MonitorResult()
-        owners: dict[tuple[str, str], set[str]] = {}  # (dataset, key) -> message ids announcing it
-        found: list[ObjectCreated] = []
-        for message_id, body in messages:
+    def policy(self, rule_name: str) -> Policy:
+        if rule_name not in self._policies:
             try:
-                objects, skipped = parse_message(body, bucket=self.resources.bucket,
-                                                 data_prefix=self.settings.data_prefix)
+                rule = self.rules.find(rule_name)
+            except RuleError:
+                rule = None
+            self._policies[rule_name] = Policy.from_settings(self.settings, rule)
+        return self._policies[rule_name]
+
+    def reads_records(self, rule_name: str) -> bool:
+        return self.policy(rule_name).mode in ("auto", "records")
+
+    def process(self, messages: list[Message]) -> MonitorResult:
+        """Messages -> which message ids failed, and what happened."""
+        result = MonitorResult()
+        owners: dict[tuple[str, str], set[str]] = {}  # (dataset or "", key) -> message ids announcing it
+        found: list[ObjectCreated] = []
+        for message in messages:
+            try:
+                objects, skipped = parse_message(message.body, bucket=self.resources.bucket, rules=self.rules,
+                                                 error_prefix=self.settings.error_prefix)
             except Skip as skip:
                 objects, skipped = [], [skip]
             for skip in skipped:
-                log.info("skipped notification record: %s", skip, extra={"message_id": message_id})
+                log.info("skipped notification record: %s", skip, extra={"message_id": message.message_id})
                 result.skipped[skip.reason] += 1
             for obj in objects:
-                owners.setdefault((obj.dataset_id, obj.key), set()).add(message_id)
+                owners.setdefault((obj.dataset_id, obj.key), set()).add(message.message_id)
                 found.append(obj)
+        self._record_lag(messages)
         if not found:
             return result
-        counted_objects, unreadable = self._with_records(found)
+        now = clock.get().now()
+        data = [o for o in found if not o.error_output]
+        errors = [o for o in found if o.error_output]
+        counted_objects, unreadable = self._read(data)
         for obj in unreadable:
             result.failed_message_ids |= owners[(obj.dataset_id, obj.key)]
-        now = clock.get().now()
         outcome = self.store.count(counted_objects, now)
         result.counted, result.duplicates = len(outcome.counted), len(outcome.duplicates)
         for obj in outcome.failed:
             result.failed_message_ids |= owners[(obj.dataset_id, obj.key)]
         touched = {o.dataset_id for o in counted_objects}
+        touched |= self._count_errors(errors, owners, now, result)
         states, calls = self.store.get_states(touched)
         result.dynamodb_requests = outcome.requests + calls
         for dataset_id in sorted(touched):
@@ -101,42 +128,139 @@ class Monitor:
                 result.failed_message_ids |= {m for (d, _k), ids in owners.items() if d == dataset_id for m in ids}
         return result
 
-    def _with_records(self, found: list[ObjectCreated]) -> tuple[list[CountedObject], list[ObjectCreated]]:
-        def convert(obj: ObjectCreated, records: int | None) -> CountedObject:
+    # --- reading objects ----------------------------------------------------------------------------------
+    def _read(self, found: list[ObjectCreated]) -> tuple[list[CountedObject], list[ObjectCreated]]:
+        """Objects of datasets whose rule counts records are scanned once each (duplicates in the batch too)."""
+        def convert(obj: ObjectCreated, scan: envelope.Scan | None) -> CountedObject:
             return CountedObject(dataset_id=obj.dataset_id, key=obj.key, size=obj.size, etag=obj.etag,
-                                 event_ts=event_ts(obj.event_time), records=records)
-        if not self.settings.count_records:
-            return [convert(o, None) for o in found], []
-        unique = list({(o.dataset_id, o.key): o for o in found}.values())
+                                 event_ts=event_ts(obj.event_time), rule=obj.rule, window_start=obj.window_start,
+                                 window_end=obj.window_end, scan=scan)
+        to_read = list({(o.dataset_id, o.key): o for o in found if self.reads_records(o.rule)}.values())
+        scans = dict(self._map(lambda o: ((o.dataset_id, o.key), self._scan(o)), to_read))
+        unreadable = [o for o in to_read if scans[(o.dataset_id, o.key)] is None]
+        counted = [convert(o, scans.get((o.dataset_id, o.key))) for o in found
+                   if not self.reads_records(o.rule) or scans[(o.dataset_id, o.key)] is not None]
+        return counted, unreadable
 
-        def read(obj: ObjectCreated):
+    def _scan(self, obj: ObjectCreated) -> envelope.Scan | None:
+        try:
+            return envelope.scan(self.read(obj.bucket, obj.key))
+        except Exception as exc:  # logged; the message is retried, then ends in the DLQ
+            log.warning("could not read %s: %r", obj.key, exc)
+            return None
+
+    def _map(self, fn, items: list) -> list:
+        if len(items) <= 1:
+            return [fn(i) for i in items]
+        with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(items))) as pool:
+            return list(pool.map(fn, items))
+
+    # --- Firehose's error output ------------------------------------------------------------------------
+    def _count_errors(self, errors: list[ObjectCreated], owners: dict, now: float, result: MonitorResult) -> set[str]:
+        """Attribute each error object's records to their datasets (by the stream rule's fields, read from the raw
+        record Firehose keeps in `rawData`), count them once per object, and return the datasets touched."""
+        touched: set[str] = set()
+        for obj in {o.key: o for o in errors}.values():
             try:
-                return obj, count_lines(obj.bucket, obj.key)
-            except Exception as exc:  # logged; the message is retried, then ends in the DLQ
-                log.warning("could not read %s: %r", obj.key, exc)
-                return obj, None
-        with ThreadPoolExecutor(max_workers=min(16, len(unique))) as pool:
-            results = list(pool.map(read, unique))
-        lines = {(o.dataset_id, o.key): n for o, n in results if n is not None}
-        readable = [convert(o, lines[(o.dataset_id, o.key)]) for o in found if (o.dataset_id, o.key) in lines]
-        return readable, [o for o, n in results if n is None]
+                lines = b"".join(self.read(obj.bucket, obj.key)).splitlines()
+            except Exception as exc:
+                log.warning("could not read error object %s: %r", obj.key, exc)
+                result.failed_message_ids |= owners[("", obj.key)]
+                continue
+            per_dataset: dict[str, ErrorRecords] = {}
+            for line in lines:
+                for dataset, reason, window in self._attribute(line, result):
+                    rule = self.rules.stream_rule
+                    prior = per_dataset.get(dataset)
+                    per_dataset[dataset] = ErrorRecords(
+                        dataset_id=dataset, key=obj.key, records=(prior.records if prior else 0) + 1, reason=reason,
+                        rule=rule.name, window_start=window, window_end=window + rule.window_s if window else None)
+            result.error_records += sum(e.records for e in per_dataset.values())
+            if self.store.count_errors(list(per_dataset.values()), now):
+                result.failed_message_ids |= owners[("", obj.key)]
+            touched |= set(per_dataset)
+        return touched
 
+    def _attribute(self, line: bytes, result: MonitorResult) -> list[tuple[str, str, float | None]]:
+        """One error-output line -> (dataset, reason, window start) per record it holds (a packed record holds
+        several)."""
+        try:
+            doc = json.loads(line)
+            raw = base64.b64decode(doc["rawData"])
+            reason = str(doc.get("errorCode") or doc.get("ErrorCode") or "unknown error")
+            arrival = doc.get("arrivalTimestamp")
+        except (ValueError, KeyError, TypeError):
+            result.unattributed_error_records += 1
+            return []
+        rule = self.rules.stream_rule
+        window = None
+        if rule.window_s and isinstance(arrival, int | float):
+            window = float(int(arrival / 1000) // rule.window_s * rule.window_s)
+        records, out = _json_objects(raw), []
+        if not records:  # not JSON at all (why Firehose could not partition it): nothing names its dataset
+            result.unattributed_error_records += 1
+        for record in records:
+            values = {n: record.get(n) for n in rule.value_fields}
+            if all(isinstance(v, str) for v in values.values()):
+                out.append((rule.dataset_id(values, window), reason, window))
+            else:
+                result.unattributed_error_records += 1
+        return out
+
+    # --- after counting -----------------------------------------------------------------------------------
     def _follow_up(self, state: State | None) -> None:
-        """Start the chain if nobody has, nudge when records may be complete, flag objects counted after the
-        declaration. Decided from the state alone, so a redelivered batch (nothing new to count) redoes a
-        follow-up that failed the first time; the observer drops what is redundant."""
+        """Start the chain if nobody has, nudge when the dataset may be complete or failed, flag objects counted
+        after the declaration. Decided from the state alone, so a redelivered batch (nothing new to count) redoes
+        a follow-up that failed the first time; the observer drops what is redundant."""
         if state is None:
             raise RuntimeError("state item missing right after counting")
         kind = None
         if state.status == OBSERVING:
             if not state.chain_started:
                 kind = "tick"
-            elif complete_now(self.policy, state.view(clock.get().now())):
+            elif self._may_be_complete(state):
                 kind = "nudge"
-        elif state.published and state.objects > state.announced_objects:
+        elif state.status in (READY, STALLED) and state.published and state.objects > state.announced_objects:
             kind = "amend"
         if kind is None:
             return
         send(self.resources.observer_queue_url, [(Tick(state.dataset_id, state.tick, kind), 0)])
         if kind == "tick":
             self.store.mark_chain_started(state.dataset_id)
+
+    def _may_be_complete(self, state: State) -> bool:
+        policy = self.policy(state.rule)
+        view = state.view(clock.get().now())
+        if view.failure:
+            return True
+        if not (view.all_done and view.counts_reported):
+            return False  # the records rule cannot hold yet: no need to read the producers' reports
+        view = state.view(clock.get().now(), records_landed=self.store.records_landed(state))
+        return complete_now(policy, view) is not None
+
+    def _record_lag(self, messages: list[Message]) -> None:
+        """How far behind the monitor is (its oldest message's age), for the observer's backlog check."""
+        sent = [m.sent_ts for m in messages if m.sent_ts is not None]
+        if not sent:
+            return
+        try:
+            self.store.record_lag(clock.get().now(), clock.get().from_wall(min(sent)))
+        except Exception as exc:  # never fail a batch for a statistic
+            log.warning("could not record the monitor's lag: %r", exc)
+
+
+def _json_objects(raw: bytes) -> list[dict]:
+    """The JSON objects in a raw record: one, or several packed back to back (de-aggregation)."""
+    decoder, text, pos, out = json.JSONDecoder(), raw.decode("utf-8", "replace"), 0, []
+    while pos < len(text):
+        while pos < len(text) and text[pos] in " \r\n\t":
+            pos += 1
+        if pos >= len(text):
+            break
+        try:
+            doc, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            return out
+        if isinstance(doc, dict):
+            out.append(doc)
+    return out

@@ -1,8 +1,10 @@
-"""EventBridge event shapes (the contract in DESIGN.md) and publishing them.
+"""EventBridge event shapes (docs/events.md, schema in docs/event-detail.schema.json) and publishing them.
 
-`detail` always has dataset_id, bucket, prefix, objects, bytes, records (null when not counted),
-first_object_at, last_object_at, declared_at (ISO-8601 UTC), mode, ticks; plus reads, reason, fallback,
-the policy parameters, the producer totals and a stable `event_id` a consumer can dedupe on.
+`detail` always has event_id, dataset_id, bucket, prefix, objects, bytes, records (null when not counted),
+first_object_at, last_object_at, declared_at (ISO-8601 UTC, null until declared), mode, ticks, policy; plus
+the rule, reads, reason, fallback, producer totals, record counts (distinct, duplicates, foreign), the failure
+(Dataset Failed), the deadline (Dataset Overdue) and, for a time window, window_start and window_end.
+`event_id` is stable per event (`<dataset>:ready`, `<dataset>:amended:<objects>`): consumers dedupe on it.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from datetime import UTC, datetime
 
 from streamwatch import aws
 from streamwatch.policy import Policy
-from streamwatch.s3_events import dataset_prefix
+from streamwatch.rules import RuleError, RuleSet
 from streamwatch.store import State
 
 SOURCE = "streamwatch"
 READY, AMENDED, STALLED = "Dataset Ready", "Dataset Amended", "Dataset Stalled"
-DETAIL_TYPES = (READY, AMENDED, STALLED)
+FAILED, OVERDUE = "Dataset Failed", "Dataset Overdue"
+DETAIL_TYPES = (READY, AMENDED, STALLED, FAILED, OVERDUE)
+KIND_OF = {READY: "ready", AMENDED: "amended", STALLED: "stalled", FAILED: "failed", OVERDUE: "overdue"}
+TYPE_OF = {kind: detail_type for detail_type, kind in KIND_OF.items()}
 log = logging.getLogger(__name__)
 
 
@@ -38,27 +43,51 @@ def parse_iso(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def detail(state: State, *, bucket: str, data_prefix: str, policy: Policy, detail_type: str) -> dict:
-    return {
-        "event_id": f"{state.dataset_id}:{detail_type.split()[-1].lower()}:{state.objects}",
+def prefix_of(rules: RuleSet, dataset_id: str) -> str:
+    try:
+        return rules.rule_for(dataset_id).prefix_of(dataset_id)
+    except RuleError:  # a dataset of a rule that was since removed: say so rather than fail the event
+        return ""
+
+
+def detail(state: State, *, bucket: str, rules: RuleSet, policy: Policy, detail_type: str,
+           deadline_at: float | None = None) -> dict:
+    kind = KIND_OF[detail_type]
+    event_id = f"{state.dataset_id}:{kind}" + (f":{state.objects}" if kind == "amended" else "")
+    body = {
+        "event_id": event_id,
         "dataset_id": state.dataset_id,
         "bucket": bucket,
-        "prefix": dataset_prefix(data_prefix, state.dataset_id),
+        "prefix": prefix_of(rules, state.dataset_id),
         "objects": state.objects,
         "bytes": state.bytes,
         "records": state.records,
         "first_object_at": iso(state.first_object_ts),
         "last_object_at": iso(state.last_object_ts),
         "declared_at": iso(state.declared_ts),
-        "mode": policy.mode,
+        "mode": state.declared_mode or policy.mode,
+        "rule": state.rule,
         "ticks": state.tick,
         "reads": state.reads,
         "reason": state.reason,
         "fallback": state.fallback,
         "policy": policy.describe(),
         "producers": {"expected": state.producers_expected, "done": state.producers_done,
+                      "failed": state.producers_failed, "unregistered": state.unregistered_reports,
                       "records_sent": state.records_sent},
+        "record_counts": {"distinct": state.distinct if state.lines is not None else None,
+                          "duplicates": state.duplicates if state.lines is not None else None,
+                          "foreign": state.foreign if state.lines is not None else None,
+                          "error_output": state.error_records},
     }
+    if state.window_start is not None:
+        body["window_start"], body["window_end"] = iso(state.window_start), iso(state.window_end)
+    if kind == "failed":
+        body["failure"] = state.failure or state.reason
+    if kind == "overdue":
+        body["deadline_at"] = iso(deadline_at if deadline_at is not None else state.deadline_ts)
+        body["reason"] = f"not Ready by its deadline {body['deadline_at']}; observation goes on"
+    return body
 
 
 def publish(bus: str, detail_type: str, body: dict, *, attempts: int = 5) -> None:

@@ -4,22 +4,28 @@
   on is conditional on it, so duplicated or stale messages (at-least-once SQS, a nudge racing a scheduled
   tick) are dropped and never fork a second chain. The next tick is sent before that update: if we crash in
   between, the redelivered message sends it again, and the duplicate is dropped by the same rule.
-- OBSERVING -> READY/STALLED is a conditional update, so it happens once. The event is published after it and
-  `published` is set after PutEvents succeeds; any message that finds a declared, unpublished dataset
-  publishes it. A crash between the transition and PutEvents therefore re-publishes instead of losing it.
-  (A crash after PutEvents but before the flag can repeat the event: `event_id` lets consumers drop it.)
-- Objects counted after the declaration -> one Dataset Amended per new total, claimed the same way.
+- Every event goes through an outbox on the dataset's state item. Claiming it is a conditional update
+  (OBSERVING -> READY/STALLED/FAILED; the deadline passing -> Overdue; a new total after the declaration ->
+  Amended), which also leaves `pending_<kind>` with a publish lease. The claimer publishes and then records the
+  event as sent. Any message that finds a pending event whose lease ran out (its publisher died) takes it over
+  and publishes it; one that finds a live lease retries later, so a racing message never publishes a second
+  copy. (A crash after PutEvents but before the sent flag can repeat the event: `event_id` lets consumers
+  drop it.)
+- Count-based declarations (stability, producers, window, the records fallback) first ask how far behind the
+  monitor is: a notification still waiting in the queue could hold the object that breaks the quiet.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
-from streamwatch import clock, events
-from streamwatch.policy import Policy, complete_now, decide
+from streamwatch import aws, clock, events
+from streamwatch.policy import Decision, Policy, complete_now, decide
+from streamwatch.rules import RuleError
 from streamwatch.settings import Resources, Settings
-from streamwatch.store import OBSERVING, READY, State, Store
+from streamwatch.store import DECLARED, FAILED, OBSERVING, State, Store
 from streamwatch.ticks import Tick, send
 
 log = logging.getLogger(__name__)
@@ -35,75 +41,146 @@ class FutureTick(RuntimeError):
 
 
 class PublishInFlight(RuntimeError):
-    """Another invocation declared or claimed moments ago and may still be publishing: retry later."""
+    """Another invocation claimed an event moments ago and may still be publishing it: retry later."""
 
 
 class Observer:
     def __init__(self, settings: Settings, resources: Resources, store: Store | None = None, *,
                  lease_s: float = 2 * OBSERVER_TIMEOUT_S) -> None:
         self.settings, self.resources, self.lease_s = settings, resources, lease_s
-        self.policy = Policy.from_settings(settings)
+        self.rules = settings.rules
         self.store = store or Store.from_settings(settings, resources)
+        self._policies: dict[str, tuple[Policy, Settings]] = {}
+
+    def policy(self, rule_name: str) -> tuple[Policy, Settings]:
+        if rule_name not in self._policies:
+            try:
+                rule = self.rules.find(rule_name)
+            except RuleError:  # the rule was removed since: judge by the defaults
+                rule = None
+            self._policies[rule_name] = (Policy.from_settings(self.settings, rule),
+                                         self.settings.for_rule(rule) if rule else self.settings)
+        return self._policies[rule_name]
 
     def handle(self, msg: Tick) -> str:
         """Process one message; returns what happened (for logs and metrics)."""
         state = self.store.get_state(msg.dataset_id)
         if state is None or state.started_ts is None:
             raise MissingState(f"no state for dataset {msg.dataset_id!r} (tick {msg.tick}, {msg.kind})")
-        now = clock.get().now()
+        if state.pending:
+            self._publish_pending(state)
+            state = self.store.get_state(msg.dataset_id)
         if state.status != OBSERVING:
             return self._after_declaration(state)
+        policy, rule_settings = self.policy(state.rule)
+        now = clock.get().now()
+        view = self._view(state, now, rule_settings)
+        outcome = ""
+        if view.deadline_at is not None and now >= view.deadline_at and not view.overdue:
+            if self.store.claim_overdue(msg.dataset_id, now, view.deadline_at, lease_until=time.time() + self.lease_s):
+                self._publish(events.OVERDUE, self.store.get_state(msg.dataset_id), deadline_at=view.deadline_at)
+                outcome = "overdue+"
+            view = self._view(self.store.get_state(msg.dataset_id), now, rule_settings)
         if msg.kind != "tick":  # nudge (or an amend racing the declaration): a check, not a chain step
-            decision = complete_now(self.policy, state.view(now))
+            decision = complete_now(policy, view)
             if decision is None or not self.store.declare(msg.dataset_id, decision, now,
                                                           lease_until=time.time() + self.lease_s):
-                return "nudge-ignored"
-            return self._publish_declaration(msg.dataset_id)
+                return outcome + "nudge-ignored"
+            return outcome + self._publish_declaration(msg.dataset_id, view.deadline_at)
         if msg.tick < state.tick:
-            return "stale"
+            return outcome + "stale"
         if msg.tick > state.tick:
             raise FutureTick(f"tick {msg.tick} ahead of {state.tick} for {msg.dataset_id}")
-        decision = decide(self.policy, state.progress(), state.view(now))
+        decision = decide(policy, state.progress(), view)
+        if decision.verdict == "ready" and decision.by_count:
+            decision = self._confirm_no_backlog(policy, state, view)
         if decision.verdict == "wait":
             # >= 1 s: a successor sent with no delay could arrive before this tick's update commits
             delay = clock.get().delay_seconds(max(1, decision.delay_s))
             send(self.resources.observer_queue_url, [(Tick(msg.dataset_id, msg.tick + 1), delay)])
-            return "advanced" if self.store.advance(msg.dataset_id, msg.tick, decision, now) else "stale"
+            advanced = self.store.advance(msg.dataset_id, msg.tick, decision, now)
+            return outcome + ("advanced" if advanced else "stale")
         if not self.store.declare(msg.dataset_id, decision, now, tick=msg.tick,
                                   lease_until=time.time() + self.lease_s):
-            return "stale"
-        return self._publish_declaration(msg.dataset_id)
+            return outcome + "stale"
+        return outcome + self._publish_declaration(msg.dataset_id, view.deadline_at)
 
+    # --- reading ------------------------------------------------------------------------------------------
+    def _view(self, state: State, now: float, rule_settings: Settings, backlog_s: float = 0.0):
+        view = state.view(now, backlog_s=backlog_s, deadline_s=rule_settings.deadline_s)
+        if view.all_done and view.counts_reported and state.lines is not None:
+            view = state.view(now, backlog_s=backlog_s, deadline_s=rule_settings.deadline_s,
+                              records_landed=self.store.records_landed(state))
+        return view
+
+    def _confirm_no_backlog(self, policy: Policy, state: State, view) -> Decision:
+        """Decide again with the monitor's backlog: a count rule may only trust the quiet it can vouch for."""
+        backlog = self.backlog_s()
+        if backlog <= 0:
+            return decide(policy, state.progress(), view)
+        decision = decide(policy, state.progress(), replace(view, backlog_s=backlog))
+        if decision.verdict == "wait":
+            log.info("monitor backlog of %.0f s: not declaring %s yet", backlog, state.dataset_id)
+        return decision
+
+    def backlog_s(self) -> float:
+        """Age of the oldest object event the monitor may not have counted yet, on the handlers' clock.
+
+        SQS exposes `ApproximateAgeOfOldestMessage` only as a CloudWatch metric (minutes late), so: no message
+        waiting or in flight -> 0; otherwise the age of the oldest message in the monitor's last batch, and, if
+        messages are waiting, at least the time since that batch (a stopped monitor counts as behind)."""
+        url = self.resources.notification_queue_url
+        if not url:
+            return 0.0
+        attrs = aws.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        waiting = int(attrs.get("ApproximateNumberOfMessages", 0))
+        in_flight = int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
+        if not waiting and not in_flight:
+            return 0.0
+        lag = self.store.get_lag()
+        now = clock.get().now()
+        if lag is None:
+            return float("inf")  # messages and a monitor that never ran: nothing can be vouched for
+        batch_ts, oldest_sent = lag
+        backlog = batch_ts - oldest_sent
+        if waiting:
+            backlog = max(backlog, now - batch_ts)
+        return max(0.0, backlog)
+
+    # --- publishing -----------------------------------------------------------------------------------------
     def _after_declaration(self, state: State) -> str:
-        """Finish what a declaration or amendment left unpublished, then announce objects counted since."""
-        wall = time.time()
-        if not state.published or state.amend_pending > state.announced_objects:
-            if wall < state.lease_until:
-                raise PublishInFlight(f"{state.dataset_id}: another invocation is publishing")
-            if not state.published:
-                return self._publish_declaration(state.dataset_id)
-            return self._publish_amendment(state.dataset_id)
-        if state.objects > state.announced_objects:
-            if not self.store.claim_amendment(state.dataset_id, state.objects, lease_until=wall + self.lease_s):
+        """Announce objects counted since the declaration (never after Dataset Failed)."""
+        if state.status != FAILED and state.published and state.objects > state.announced_objects:
+            if not self.store.claim_amendment(state.dataset_id, state.objects,
+                                              lease_until=time.time() + self.lease_s):
                 return "done"
-            return self._publish_amendment(state.dataset_id)
+            self._publish(events.AMENDED, self.store.get_state(state.dataset_id))
+            return "amended"
         return "done"
 
-    def _publish_declaration(self, dataset_id: str) -> str:
-        state = self.store.get_state(dataset_id)
-        detail_type = events.READY if state.status == READY else events.STALLED
-        self._publish(detail_type, state)
-        self.store.mark_published(dataset_id, state.objects)
-        return "ready" if state.status == READY else "stalled"
+    def _publish_pending(self, state: State) -> None:
+        """Publish events whose publisher's lease ran out; a live lease means another invocation is on it."""
+        wall = time.time()
+        for kind, lease in sorted(state.pending.items()):
+            if wall < lease:
+                raise PublishInFlight(f"{state.dataset_id}: another invocation is publishing {kind}")
+            if not self.store.renew_lease(state.dataset_id, kind, lease, wall + self.lease_s):
+                raise PublishInFlight(f"{state.dataset_id}: another invocation took over {kind}")
+            fresh = self.store.get_state(state.dataset_id)
+            self._publish(events.TYPE_OF[kind], fresh)
 
-    def _publish_amendment(self, dataset_id: str) -> str:
+    def _publish_declaration(self, dataset_id: str, deadline_at: float | None = None) -> str:
         state = self.store.get_state(dataset_id)
-        self._publish(events.AMENDED, state)
-        self.store.mark_amended(dataset_id, state.objects)
-        return "amended"
+        kind = DECLARED[state.status]
+        self._publish(events.TYPE_OF[kind], state, deadline_at=deadline_at)
+        return kind
 
-    def _publish(self, detail_type: str, state: State) -> None:
-        body = events.detail(state, bucket=self.resources.bucket, data_prefix=self.settings.data_prefix,
-                             policy=self.policy, detail_type=detail_type)
+    def _publish(self, detail_type: str, state: State, *, deadline_at: float | None = None) -> None:
+        kind = events.KIND_OF[detail_type]
+        policy, _ = self.policy(state.rule)
+        body = events.detail(state, bucket=self.resources.bucket, rules=self.rules, policy=policy,
+                             detail_type=detail_type, deadline_at=deadline_at)
         events.publish(self.resources.event_bus, detail_type, body)
+        self.store.mark_sent(state.dataset_id, kind, objects=None if kind == "overdue" else state.objects)
         log.info("published %s", detail_type, extra={"dataset_id": state.dataset_id, "objects": state.objects})

@@ -1,50 +1,24 @@
-"""The S3 key layout and S3 notification parsing: one module, so the Firehose prefix in the stack and the
-monitor's reading of keys cannot drift apart.
+"""Object-created messages, in every shape a bucket can deliver them to the notifications queue, and the key ->
+dataset mapping through the dataset rules (`streamwatch.rules`).
 
-Layout: `<data_prefix>dataset=<id>/<whatever Firehose appends>`. The dataset id is URL-safe by contract
-(`DATASET_ID_RE`); keys in notifications arrive URL-encoded (`+` for space, `%2F`), so they are decoded first.
+Shapes (each tested with AWS's documented samples, tests/unit/test_s3_events.py):
+- an S3 event notification `{"Records": [...]}`: keys URL-encoded (`+` is a space, `%2B` a plus);
+- an EventBridge `Object Created` event (`source: aws.s3`): keys NOT encoded (a `+` is a plus);
+- either of those wrapped in an SNS envelope (`Type: Notification`, raw message delivery off), or raw through
+  SNS (the body is the S3 notification itself).
+`s3:TestEvent`, other buckets, other event kinds, keys no rule owns: skipped with a named reason (the reason
+becomes the log line and the `Skipped<Reason>` metric), never failing the batch.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
-PARTITION_FIELD = "dataset_id"  # the JSON field of every record that Firehose partitions by
-PARTITION_SEGMENT = "dataset="
-DATASET_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-ERROR_PREFIX = "errors/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
+from streamwatch.rules import RuleSet
 
-
-def firehose_prefix(data_prefix: str) -> str:
-    """The Firehose S3 prefix: one folder per dataset, from the record's dataset id (dynamic partitioning)."""
-    return f"{data_prefix}{PARTITION_SEGMENT}!{{partitionKeyFromQuery:{PARTITION_FIELD}}}/"
-
-
-def dataset_prefix(data_prefix: str, dataset_id: str) -> str:
-    return f"{data_prefix}{PARTITION_SEGMENT}{dataset_id}/"
-
-
-def valid_dataset_id(dataset_id: object) -> bool:
-    return isinstance(dataset_id, str) and bool(DATASET_ID_RE.match(dataset_id))
-
-
-def dataset_of_key(key: str, data_prefix: str) -> str | None:
-    """The dataset id a (decoded) key belongs to, or None for anything outside the data layout.
-
-    Objects a consumer writes next to the data (manifest, `_SUCCESS`) start with `_` and are not data.
-    """
-    if not key.startswith(data_prefix):
-        return None
-    segment, sep, rest = key[len(data_prefix):].partition("/")
-    if not sep or not rest or not segment.startswith(PARTITION_SEGMENT):
-        return None
-    dataset_id = segment[len(PARTITION_SEGMENT):]
-    if not valid_dataset_id(dataset_id) or rest.rsplit("/", 1)[-1].startswith("_"):
-        return None
-    return dataset_id
+OBJECT_CREATED = "Object Created"
 
 
 @dataclass(frozen=True)
@@ -53,45 +27,63 @@ class ObjectCreated:
     key: str
     size: int
     etag: str
-    event_time: str  # ISO-8601 UTC, as S3 sends it
+    event_time: str  # ISO-8601 UTC, as S3 / EventBridge send it
     dataset_id: str
+    rule: str = "default"
+    window_start: float | None = None
+    window_s: int | None = None
+    error_output: bool = False  # an object of Firehose's error output, not data
+
+    @property
+    def window_end(self) -> float | None:
+        return self.window_start + self.window_s if self.window_start is not None else None
 
 
 class Skip(Exception):
-    """A notification that is not ours to count: the reason becomes the log line and the metric name."""
+    """A notification (or a record of one) that is not ours to count."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
 
 
-def parse_message(body: str, *, bucket: str, data_prefix: str) -> tuple[list[ObjectCreated], list[Skip]]:
+def parse_message(body: str, *, bucket: str, rules: RuleSet,
+                  error_prefix: str = "") -> tuple[list[ObjectCreated], list[Skip]]:
     """One SQS message body -> the data objects it announces, and what was skipped and why.
 
     Raises Skip for a message that is entirely not ours (malformed, test event, foreign shape).
     """
-    try:
-        doc = json.loads(body)
-    except (TypeError, ValueError) as exc:
-        raise Skip("MalformedMessage", str(exc)[:200]) from None
-    if not isinstance(doc, dict):
-        raise Skip("MalformedMessage", "not a JSON object")
+    doc = _json(body)
+    if doc.get("Type") == "Notification" and isinstance(doc.get("Message"), str):  # SNS envelope
+        doc = _json(doc["Message"])
     if doc.get("Event") == "s3:TestEvent":
         raise Skip("TestEvent")
+    if doc.get("source") == "aws.s3" and "detail-type" in doc:
+        return [_from_eventbridge(doc, bucket=bucket, rules=rules, error_prefix=error_prefix)], []
     records = doc.get("Records")
     if not isinstance(records, list):
-        raise Skip("ForeignMessage", "no Records list")
+        raise Skip("ForeignMessage", "neither S3 Records nor an aws.s3 EventBridge event")
     found: list[ObjectCreated] = []
     skipped: list[Skip] = []
     for record in records:
         try:
-            found.append(_parse_record(record, bucket=bucket, data_prefix=data_prefix))
+            found.append(_from_record(record, bucket=bucket, rules=rules, error_prefix=error_prefix))
         except Skip as skip:
             skipped.append(skip)
     return found, skipped
 
 
-def _parse_record(record: object, *, bucket: str, data_prefix: str) -> ObjectCreated:
+def _json(text: object) -> dict:
+    try:
+        doc = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise Skip("MalformedMessage", str(exc)[:200]) from None
+    if not isinstance(doc, dict):
+        raise Skip("MalformedMessage", "not a JSON object")
+    return doc
+
+
+def _from_record(record: object, *, bucket: str, rules: RuleSet, error_prefix: str) -> ObjectCreated:
     if not isinstance(record, dict) or not isinstance(record.get("s3"), dict):
         raise Skip("ForeignMessage", "record without s3")
     name = record.get("eventName", "")
@@ -101,14 +93,41 @@ def _parse_record(record: object, *, bucket: str, data_prefix: str) -> ObjectCre
     try:
         record_bucket = s3["bucket"]["name"]
         obj = s3["object"]
-        key = unquote_plus(obj["key"])
+        key = unquote_plus(obj["key"])  # the notification format URL-encodes keys
         size = int(obj.get("size", 0))
     except (KeyError, TypeError, ValueError) as exc:
         raise Skip("MalformedRecord", repr(exc)[:200]) from None
+    return _owned(record_bucket, key, size, str(obj.get("eTag", "")), str(record.get("eventTime", "")),
+                  bucket=bucket, rules=rules, error_prefix=error_prefix)
+
+
+def _from_eventbridge(event: dict, *, bucket: str, rules: RuleSet, error_prefix: str) -> ObjectCreated:
+    if event.get("detail-type") != OBJECT_CREATED:
+        raise Skip("UnknownEvent", str(event.get("detail-type"))[:100])
+    detail = event.get("detail")
+    try:
+        record_bucket = detail["bucket"]["name"]
+        obj = detail["object"]
+        key = obj["key"]  # EventBridge keys are not URL-encoded: a '+' is a plus
+        size = int(obj.get("size", 0))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Skip("MalformedRecord", repr(exc)[:200]) from None
+    if not isinstance(key, str):
+        raise Skip("MalformedRecord", "object key is not a string")
+    return _owned(record_bucket, key, size, str(obj.get("etag", "")), str(event.get("time", "")),
+                  bucket=bucket, rules=rules, error_prefix=error_prefix)
+
+
+def _owned(record_bucket: str, key: str, size: int, etag: str, event_time: str, *, bucket: str,
+           rules: RuleSet, error_prefix: str) -> ObjectCreated:
     if record_bucket != bucket:
-        raise Skip("ForeignBucket", record_bucket)
-    dataset_id = dataset_of_key(key, data_prefix)
-    if dataset_id is None:
-        raise Skip("OutsideDataPrefix", key[:200])
-    return ObjectCreated(bucket=record_bucket, key=key, size=size, etag=str(obj.get("eTag", "")),
-                         event_time=str(record.get("eventTime", "")), dataset_id=dataset_id)
+        raise Skip("ForeignBucket", str(record_bucket)[:100])
+    if error_prefix and key.startswith(error_prefix):
+        return ObjectCreated(bucket=record_bucket, key=key, size=size, etag=etag, event_time=event_time,
+                             dataset_id="", error_output=True)
+    match = rules.match(key)
+    if match is None:
+        raise Skip("NotData", key[:200])
+    return ObjectCreated(bucket=record_bucket, key=key, size=size, etag=etag, event_time=event_time,
+                         dataset_id=match.dataset_id, rule=match.rule.name, window_start=match.window_start,
+                         window_s=match.rule.window_s)

@@ -1,14 +1,20 @@
-"""DynamoDB access: the only module that knows the table layout.
+"""DynamoDB access: the only module that knows the table layout (docs/state-table.md has the full list).
 
 One table, one partition per dataset:
-- `DATASET#<id> / STATE`: counters (objects, bytes, records), the observer chain (status, tick, streak),
-  producer totals, and what was declared and published.
-- `DATASET#<id> / OBJECT#<key>`: the dedupe ledger, one item per counted object (TTL `expires_at`).
-- `DATASET#<id> / PRODUCER#<id>`: a producer's report (started, done, records sent), written once.
+- `DATASET#<id> / STATE`: counters (objects, bytes, lines, distinct records, foreign lines, error records), the
+  rule and window, the observer chain (status, tick, streak), producer totals, the deadline, what was declared,
+  and the event outbox (`pending_<kind>` leases, `sent_events`). GSI `by_day` lists datasets by the day they
+  started (`streamwatch status`, the heartbeat).
+- `DATASET#<id> / OBJECT#<key>`: the dedupe ledger, one item per counted object (TTL `expires_at`); `ERROR#<key>`
+  for objects of Firehose's error output.
+- `DATASET#<id> / PRODUCER#<id>`: a producer's report: expected, started, done (with records_sent), failed.
+- `DATASET#<id> / SEQS`: every producer's persisted sequence numbers as merged intervals (`envelope`).
+- `MONITOR / LAG`: when the monitor last ran and how old its oldest message was (the observer's backlog check).
 
 Counting is exact under at-least-once delivery: each transaction puts the ledger items of its objects with
-`attribute_not_exists` and ADDs their totals to the dataset once. A duplicate object cancels the transaction
-with `ConditionalCheckFailed` at its own position (`CancellationReasons`); it is dropped and the rest retried.
+`attribute_not_exists`, ADDs their totals to the dataset once, and replaces the dataset's SEQS item on its
+version. A duplicate object cancels the transaction with `ConditionalCheckFailed` at its own position
+(`CancellationReasons`); it is dropped and the rest retried. A SEQS version conflict re-reads and retries.
 """
 
 from __future__ import annotations
@@ -17,18 +23,24 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from botocore.exceptions import ClientError
 
-from streamwatch import aws
+from streamwatch import aws, envelope
+from streamwatch.envelope import Scan
 from streamwatch.policy import Decision, Progress, View
 
 PK, SK = "pk", "sk"
 TTL_ATTRIBUTE = "expires_at"
-STATE = "STATE"
-OBSERVING, READY, STALLED = "OBSERVING", "READY", "STALLED"
+LIST_INDEX, LIST_PK, LIST_SK = "by_day", "list_pk", "list_sk"
+STATE, SEQS = "STATE", "SEQS"
+OBSERVING, READY, STALLED, FAILED = "OBSERVING", "READY", "STALLED", "FAILED"
+DECLARED = {READY: "ready", STALLED: "stalled", FAILED: "failed"}  # status -> event kind
+EVENT_KINDS = ("ready", "stalled", "failed", "overdue", "amended")
 MAX_TRANSACTION_ITEMS = 100
+MAX_SEQS_BYTES = 300_000  # a SEQS item stays well inside DynamoDB's 400 KB item limit
 RETRYABLE = {"TransactionConflict", "ThrottlingError", "ThrottlingException", "ProvisionedThroughputExceeded",
              "ProvisionedThroughputExceededException", "RequestLimitExceeded", "InternalServerError",
              "TransactionInProgressException", "ServiceUnavailable"}
@@ -44,7 +56,32 @@ def _num(value: float | int) -> Decimal:
 
 
 def _f(item: dict, name: str) -> float | None:
-    return float(item[name]) if name in item else None
+    return float(item[name]) if item.get(name) is not None else None
+
+
+def day_of(ts: float) -> str:
+    return f"{datetime.fromtimestamp(ts, UTC):%Y-%m-%d}"
+
+
+def _creates(dataset_id: str, now: float, *, rule: str | None = None, window: tuple[float, float] | None = None,
+             deadline_ts: float | None = None) -> tuple[list[str], dict]:
+    """SET clauses that create a dataset's state on its first write, whichever writer comes first (an object, a
+    run registration, a producer report, an error record), and the values they use."""
+    sets = ["#status = if_not_exists(#status, :obs)", "tick = if_not_exists(tick, :zero)",
+            "started_ts = if_not_exists(started_ts, :now)",
+            f"{LIST_PK} = if_not_exists({LIST_PK}, :lpk)", f"{LIST_SK} = if_not_exists({LIST_SK}, :lsk)"]
+    values = {":obs": OBSERVING, ":zero": 0, ":now": _num(now), ":lpk": f"DAY#{day_of(now)}",
+              ":lsk": f"{now:017.3f}#{dataset_id}"}  # the by_day index: datasets by the day they started
+    if rule is not None:
+        sets.append("rule_name = if_not_exists(rule_name, :rule)")
+        values[":rule"] = rule
+    if window is not None:
+        sets += ["window_start = if_not_exists(window_start, :ws)", "window_end = if_not_exists(window_end, :we)"]
+        values.update({":ws": _num(window[0]), ":we": _num(window[1])})
+    if deadline_ts is not None:
+        sets.append("deadline_ts = if_not_exists(deadline_ts, :dl)")
+        values[":dl"] = _num(deadline_ts)
+    return sets, values
 
 
 @dataclass(frozen=True)
@@ -54,7 +91,27 @@ class CountedObject:
     size: int
     etag: str
     event_ts: float  # S3 eventTime on the handlers' clock
-    records: int | None = None  # newline-delimited records, when counted
+    rule: str = "default"
+    window_start: float | None = None
+    window_end: float | None = None
+    scan: Scan | None = None  # lines, foreign lines and sequence numbers, when the object was read
+
+    @property
+    def records(self) -> int | None:
+        return self.scan.lines if self.scan is not None else None
+
+
+@dataclass(frozen=True)
+class ErrorRecords:
+    """Records Firehose could not deliver, attributed to a dataset (read from one error-output object)."""
+
+    dataset_id: str
+    key: str  # the error object
+    records: int
+    reason: str
+    rule: str = "default"
+    window_start: float | None = None
+    window_end: float | None = None
 
 
 @dataclass
@@ -70,7 +127,13 @@ class State:
     dataset_id: str
     objects: int = 0
     bytes: int = 0
-    records: int | None = None
+    lines: int | None = None
+    distinct: int = 0
+    foreign: int = 0
+    error_records: int = 0
+    rule: str = "default"
+    window_start: float | None = None
+    window_end: float | None = None
     status: str = OBSERVING
     tick: int = 0
     repeated: int = 0
@@ -79,41 +142,84 @@ class State:
     started_ts: float | None = None
     first_object_ts: float | None = None
     last_object_ts: float | None = None
+    registered_ts: float | None = None
     producers_expected: int | None = None
+    producers_known: int = 0
     producers_done: int = 0
+    producers_failed: int = 0
+    uncounted_reports: int = 0
+    unregistered_reports: int = 0
     records_sent: int = 0
     last_done_ts: float | None = None
+    failure: str | None = None
+    deadline_ts: float | None = None
+    overdue_ts: float | None = None
     chain_started: bool = False
-    published: bool = False
     declared_ts: float | None = None
+    declared_mode: str = ""
     reason: str = ""
     fallback: bool = False
-    announced_objects: int = 0  # objects the last published Ready/Stalled/Amended event reported
-    amend_pending: int = 0  # objects an Amended event was claimed for
-    lease_until: float = 0.0  # wall clock: until then, the declaring/claiming invocation is publishing
-    next_delay: int = 0  # the delay the last tick was sent with, seconds
+    pending: dict[str, float] = field(default_factory=dict)  # event kind -> publish lease (wall clock)
+    sent_events: frozenset[str] = frozenset()
+    announced_objects: int = 0
+    amend_pending: int = 0
+    next_delay: int = 0
+    observed_ts: float | None = None
 
     @classmethod
     def from_item(cls, item: dict) -> State:
-        def i(name, default=None):
-            return int(item[name]) if name in item else default
-        return cls(dataset_id=item[PK].split("#", 1)[1], objects=i("objects", 0), bytes=i("bytes", 0),
-                   records=i("records"), status=item.get("status", OBSERVING), tick=i("tick", 0),
-                   repeated=i("repeated", 0), last_count=i("last_count"), reads=i("read_count", 0),
-                   started_ts=_f(item, "started_ts"), first_object_ts=_f(item, "first_object_ts"),
-                   last_object_ts=_f(item, "last_object_ts"), producers_expected=i("producers_expected"),
-                   producers_done=i("producers_done", 0), records_sent=i("records_sent", 0),
-                   last_done_ts=_f(item, "last_done_ts"), chain_started=bool(item.get("chain_started")),
-                   published=bool(item.get("published")), declared_ts=_f(item, "declared_ts"),
-                   reason=item.get("reason", ""), fallback=bool(item.get("fallback")),
-                   announced_objects=i("announced_objects", 0), amend_pending=i("amend_pending", 0),
-                   lease_until=_f(item, "lease_until") or 0.0, next_delay=i("next_delay", 0))
+        def i(name: str, default=None):
+            return int(item[name]) if item.get(name) is not None else default
+        return cls(
+            dataset_id=item["pk"].split("#", 1)[1], objects=i("objects", 0), bytes=i("bytes", 0), lines=i("line_count"),
+            distinct=i("distinct_records", 0), foreign=i("foreign_lines", 0), error_records=i("error_records", 0),
+            rule=item.get("rule_name", "default"), window_start=_f(item, "window_start"),
+            window_end=_f(item, "window_end"), status=item.get("status", OBSERVING), tick=i("tick", 0),
+            repeated=i("repeated", 0), last_count=i("last_count"), reads=i("read_count", 0),
+            started_ts=_f(item, "started_ts"), first_object_ts=_f(item, "first_object_ts"),
+            last_object_ts=_f(item, "last_object_ts"), registered_ts=_f(item, "registered_ts"),
+            producers_expected=i("producers_expected"), producers_known=i("producers_known", 0),
+            producers_done=i("producers_done", 0), producers_failed=i("producers_failed", 0),
+            uncounted_reports=i("uncounted_reports", 0), unregistered_reports=i("unregistered_reports", 0),
+            records_sent=i("records_sent", 0), last_done_ts=_f(item, "last_done_ts"), failure=item.get("failure"),
+            deadline_ts=_f(item, "deadline_ts"), overdue_ts=_f(item, "overdue_ts"),
+            chain_started=bool(item.get("chain_started")), declared_ts=_f(item, "declared_ts"),
+            declared_mode=item.get("declared_mode", ""), reason=item.get("reason", ""),
+            fallback=bool(item.get("fallback")),
+            pending={k: float(item[f"pending_{k}"]) for k in EVENT_KINDS if item.get(f"pending_{k}") is not None},
+            sent_events=frozenset(item.get("sent_events") or ()), announced_objects=i("announced_objects", 0),
+            amend_pending=i("amend_pending", 0), next_delay=i("next_delay", 0), observed_ts=_f(item, "observed_ts"))
 
-    def view(self, now: float) -> View:
+    @property
+    def records(self) -> int | None:
+        """Records persisted: distinct enveloped records plus foreign lines (None when objects are not read)."""
+        return None if self.lines is None else self.distinct + self.foreign
+
+    @property
+    def duplicates(self) -> int:
+        return 0 if self.lines is None else max(0, self.lines - self.foreign - self.distinct)
+
+    @property
+    def published(self) -> bool:
+        kind = DECLARED.get(self.status)
+        return kind is not None and kind in self.sent_events
+
+    def view(self, now: float, *, records_landed: bool | None = None, backlog_s: float = 0.0,
+             deadline_s: float | None = None) -> View:
+        """What the policy reads. `deadline_s`: the rule's default deadline, for datasets no run gave one."""
+        deadline = self.deadline_ts
+        if deadline is None and deadline_s and self.started_ts is not None:
+            deadline = self.started_ts + deadline_s
+        failure = self.failure
+        if failure is None and self.error_records:
+            failure = f"{self.error_records} record(s) went to Firehose's error output"
         return View(now=now, objects=self.objects, started_at=self.started_ts if self.started_ts is not None else now,
                     last_object_at=self.last_object_ts, records=self.records,
-                    producers_expected=self.producers_expected, producers_done=self.producers_done,
-                    records_sent=self.records_sent, last_done_at=self.last_done_ts)
+                    producers_expected=self.producers_expected, producers_known=self.producers_known,
+                    producers_done=self.producers_done, counts_reported=self.uncounted_reports == 0,
+                    records_sent=self.records_sent, records_landed=records_landed, last_done_at=self.last_done_ts,
+                    failure=failure, window_start=self.window_start, window_end=self.window_end,
+                    deadline_at=deadline, overdue=self.overdue_ts is not None, backlog_s=backlog_s)
 
     def progress(self) -> Progress:
         return Progress(repeated=self.repeated, last_count=self.last_count, reads=self.reads)
@@ -148,8 +254,9 @@ class Store:
 
     def _count_chunk(self, chunk: list[CountedObject], now: float, outcome: CountOutcome) -> None:
         todo, older = list(chunk), set()
+        seqs = self._read_seqs({o.dataset_id for o in chunk if o.scan and o.scan.seqs}, outcome)
         for attempt in range(self.max_attempts):
-            items, owners = self._count_items(todo, now, older)
+            items, owners = self._count_items(todo, now, older, seqs)
             try:
                 outcome.requests += 1
                 self.client.transact_write_items(TransactItems=items)
@@ -163,44 +270,62 @@ class Store:
                     log.warning("counting transaction failed (%s), attempt %d", code, attempt + 1)
                     _backoff(attempt)
                     continue
-                transient = False
+                transient, stale = False, set()
                 for owner, reason in zip(owners, exc.response.get("CancellationReasons", []), strict=False):
                     rc = reason.get("Code", "None")
                     if rc == "ConditionalCheckFailed" and isinstance(owner, CountedObject):
                         todo.remove(owner)
                         outcome.duplicates.append(owner)
-                    elif rc == "ConditionalCheckFailed":
-                        older.add(owner)  # an older batch than one already counted: keep last_object_ts
+                    elif rc == "ConditionalCheckFailed" and owner[0] == "state":
+                        older.add(owner[1])  # an older batch than one already counted: keep last_object_ts
+                    elif rc == "ConditionalCheckFailed" and owner[0] == "seqs":
+                        stale.add(owner[1])  # another batch merged first: read its intervals again
                     elif rc != "None":
                         transient = True
                 if not todo:
                     return
+                if stale:
+                    seqs.update(self._read_seqs(stale, outcome))
                 if transient:
                     _backoff(attempt)
         outcome.failed += todo
 
-    def _count_items(self, todo: list[CountedObject], now: float, older: set[str]) -> tuple[list, list]:
+    def _count_items(self, todo: list[CountedObject], now: float, older: set[str],
+                     seqs: dict[str, tuple[int, dict]]) -> tuple[list, list]:
         items, owners = [], []
-        expires = int(now) + self.ttl_s
+        expires = int(time.time()) + self.ttl_s
         for obj in todo:
-            items.append({"Put": {
-                "TableName": self.name, "ConditionExpression": "attribute_not_exists(pk)",
-                "Item": {**dataset_key(obj.dataset_id, f"OBJECT#{obj.key}"), "size": obj.size, "etag": obj.etag,
-                         "event_ts": _num(obj.event_ts), TTL_ATTRIBUTE: expires}}})
+            item = {**dataset_key(obj.dataset_id, f"OBJECT#{obj.key}"), "size": obj.size, "etag": obj.etag,
+                    "event_ts": _num(obj.event_ts), TTL_ATTRIBUTE: expires}
+            if obj.scan is not None:
+                item["line_count"] = obj.scan.lines
+            items.append({"Put": {"TableName": self.name, "ConditionExpression": "attribute_not_exists(pk)",
+                                  "Item": item}})
             owners.append(obj)
         by_dataset: dict[str, list[CountedObject]] = {}
         for obj in todo:
             by_dataset.setdefault(obj.dataset_id, []).append(obj)
         for dataset_id, objs in by_dataset.items():
-            values = {":n": len(objs), ":b": sum(o.size for o in objs), ":obs": OBSERVING, ":zero": 0,
-                      ":now": _num(now), ":first": _num(min(o.event_ts for o in objs))}
+            first = objs[0]
+            window = (first.window_start, first.window_end) if first.window_start is not None else None
+            set_list, values = _creates(dataset_id, now, rule=first.rule, window=window)
+            sets = ", ".join([*set_list, "first_object_ts = if_not_exists(first_object_ts, :first)",
+                              "counted_ts = :now"])
+            values.update({":n": len(objs), ":b": sum(o.size for o in objs),
+                           ":first": _num(min(o.event_ts for o in objs))})
             adds = "objects :n, bytes :b"
-            if all(o.records is not None for o in objs):
-                adds += ", records :r"
-                values[":r"] = sum(o.records for o in objs)
-            sets = ("#status = if_not_exists(#status, :obs), tick = if_not_exists(tick, :zero), "
-                    "started_ts = if_not_exists(started_ts, :now), "
-                    "first_object_ts = if_not_exists(first_object_ts, :first), counted_ts = :now")
+            if all(o.scan is not None for o in objs):
+                adds += ", line_count :l, foreign_lines :f"
+                values.update({":l": sum(o.scan.lines for o in objs), ":f": sum(o.scan.foreign for o in objs)})
+            merged = None
+            if dataset_id in seqs:
+                version, intervals = seqs[dataset_id]
+                merged = _merged(intervals, objs)
+                delta = sum(envelope.size(v) for v in merged.values()) - sum(
+                    envelope.size(v) for v in intervals.values())
+                if delta:
+                    adds += ", distinct_records :d"
+                    values[":d"] = delta
             update = {"TableName": self.name, "Key": dataset_key(dataset_id),
                       "ExpressionAttributeNames": {"#status": "status"}, "ExpressionAttributeValues": values}
             if dataset_id not in older:
@@ -209,8 +334,77 @@ class Store:
                 update["ConditionExpression"] = "attribute_not_exists(last_object_ts) OR last_object_ts <= :last"
             update["UpdateExpression"] = f"ADD {adds} SET {sets}"
             items.append({"Update": update})
-            owners.append(dataset_id)
+            owners.append(("state", dataset_id))
+            if merged is not None and merged != seqs[dataset_id][1]:
+                items.append({"Put": self._seqs_put(dataset_id, version, merged)})
+                owners.append(("seqs", dataset_id))
         return items, owners
+
+    def _seqs_put(self, dataset_id: str, version: int, merged: dict[str, list]) -> dict:
+        encoded = {p: envelope.encode(v) for p, v in merged.items()}
+        size = sum(len(p) + len(v) for p, v in encoded.items())
+        if size > MAX_SEQS_BYTES:  # never expected: intervals merge as buffers land; say so loudly if it happens
+            log.error("sequence intervals of %s need %d bytes; completion by records cannot be proven", dataset_id,
+                      size)
+            raise RuntimeError(f"SEQS item of {dataset_id} would exceed {MAX_SEQS_BYTES} bytes")
+        put = {"TableName": self.name, "Item": {**dataset_key(dataset_id, SEQS), "version": version + 1,
+                                                 "producers": encoded}}
+        if version:
+            put.update(ConditionExpression="version = :v", ExpressionAttributeValues={":v": version})
+        else:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        return put
+
+    def _read_seqs(self, dataset_ids: set[str], outcome: CountOutcome | None = None) -> dict[str, tuple[int, dict]]:
+        """(version, producer -> intervals) per dataset, consistently read."""
+        out: dict[str, tuple[int, dict]] = {d: (0, {}) for d in dataset_ids}
+        ids = sorted(dataset_ids)
+        for start in range(0, len(ids), 100):
+            request = {self.name: {"Keys": [dataset_key(d, SEQS) for d in ids[start:start + 100]],
+                                   "ConsistentRead": True}}
+            attempt = 0
+            while request:
+                if outcome is not None:
+                    outcome.requests += 1
+                response = self.client.batch_get_item(RequestItems=request)
+                for item in response["Responses"].get(self.name, []):
+                    out[item["pk"].split("#", 1)[1]] = (int(item["version"]), {
+                        p: envelope.decode(v) for p, v in item.get("producers", {}).items()})
+                request = response.get("UnprocessedKeys") or None
+                if request:
+                    _backoff(attempt)
+                    attempt += 1
+        return out
+
+    def seqs(self, dataset_id: str) -> dict[str, list[tuple[int, int]]]:
+        return self._read_seqs({dataset_id})[dataset_id][1]
+
+    def count_errors(self, found: list[ErrorRecords], now: float) -> list[ErrorRecords]:
+        """Records Firehose wrote to its error output: each error object counted once per dataset; the dataset
+        then fails (the observer declares it). Returns what could not be written."""
+        failed = []
+        for err in found:
+            window = (err.window_start, err.window_end) if err.window_start is not None else None
+            set_list, values = _creates(err.dataset_id, now, rule=err.rule, window=window)
+            sets = ", ".join([*set_list, "failure = if_not_exists(failure, :reason)"])
+            values.update({":n": err.records, ":reason": f"{err.records} record(s) went to Firehose's error output "
+                                                         f"({err.reason})"[:1000]})
+            try:
+                self.client.transact_write_items(TransactItems=[
+                    {"Put": {"TableName": self.name, "ConditionExpression": "attribute_not_exists(pk)",
+                             "Item": {**dataset_key(err.dataset_id, f"ERROR#{err.key}"), "records": err.records,
+                                      "reason": err.reason, TTL_ATTRIBUTE: int(time.time()) + self.ttl_s}}},
+                    {"Update": {"TableName": self.name, "Key": dataset_key(err.dataset_id),
+                                "UpdateExpression": f"ADD error_records :n SET {sets}",
+                                "ExpressionAttributeNames": {"#status": "status"},
+                                "ExpressionAttributeValues": values}}])
+            except ClientError as exc:
+                reasons = exc.response.get("CancellationReasons") or [{}]
+                if reasons[0].get("Code") == "ConditionalCheckFailed":
+                    continue  # this error object was counted before
+                log.warning("could not count error records of %s: %s", err.dataset_id, exc)
+                failed.append(err)
+        return failed
 
     # --- reading ---------------------------------------------------------------------------------------
     def get_state(self, dataset_id: str) -> State | None:
@@ -235,46 +429,137 @@ class Store:
                     attempt += 1
         return states, calls
 
+    def producers(self, dataset_id: str) -> list[dict]:
+        """Every producer report of a dataset (expected, started, done, failed)."""
+        items = _query_all(self.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+                           ExpressionAttributeValues={":pk": f"DATASET#{dataset_id}", ":p": "PRODUCER#"},
+                           ConsistentRead=True)
+        return [{"producer_id": it["sk"].split("#", 1)[1], "status": it.get("status", "expected"),
+                 "expected": bool(it.get("expected")),
+                 "records_sent": int(it["records_sent"]) if it.get("records_sent") is not None else None,
+                 "enveloped": bool(it.get("enveloped", True)), "error": it.get("error_text"),
+                 "started_ts": _f(it, "started_ts"), "done_ts": _f(it, "done_ts")} for it in items]
+
+    def records_landed(self, state: State) -> bool | None:
+        """Every done producer's records persisted: each enveloped producer's sequence numbers cover
+        `[0, records_sent)`; records of producers without the envelope are matched by count against the
+        foreign lines. None when records are not counted."""
+        if state.lines is None:
+            return None
+        reports = [p for p in self.producers(state.dataset_id) if p["status"] == "done"]
+        intervals = self.seqs(state.dataset_id) if any(p["enveloped"] for p in reports) else {}
+        return landed(reports, intervals, state.foreign)
+
+    # --- the chain -------------------------------------------------------------------------------------
+    def claim_chain_start(self, dataset_id: str) -> bool:
+        """True for the first caller: it sends tick 0. (A duplicate tick 0 would be dropped anyway.)"""
+        return self._conditional_update(dataset_id, "SET chain_started = :t", "attribute_not_exists(chain_started)",
+                                        {":t": True})
+
     def mark_chain_started(self, dataset_id: str) -> None:
         self.table.update_item(Key=dataset_key(dataset_id), UpdateExpression="SET chain_started = :t",
                                ExpressionAttributeValues={":t": True})
 
     # --- producers -------------------------------------------------------------------------------------
-    def register_run(self, dataset_id: str, producers_expected: int, now: float) -> None:
-        self.table.update_item(
-            Key=dataset_key(dataset_id),
-            UpdateExpression="SET producers_expected = :n, registered_ts = if_not_exists(registered_ts, :now)",
-            ExpressionAttributeValues={":n": producers_expected, ":now": _num(now)})
+    def register_run(self, dataset_id: str, producers: list[str], now: float, *, rule: str = "default",
+                     window: tuple[float, float] | None = None, deadline_ts: float | None = None) -> None:
+        """The dataset's expected producers (idempotent: a retried start registers nothing twice). Observation
+        starts now, so a deadline or a failure is seen even if nothing ever lands."""
+        existing = {p["producer_id"] for p in self.producers(dataset_id) if p["expected"]}
+        new = [p for p in dict.fromkeys(producers) if p not in existing]
+        set_list, values = _creates(dataset_id, now, rule=rule, window=window, deadline_ts=deadline_ts)
+        sets = ", ".join([*set_list, "registered_ts = if_not_exists(registered_ts, :now)"])
+        if not new:  # a retried start (or no producers): make sure the dataset exists, register nothing twice
+            self.table.update_item(Key=dataset_key(dataset_id), UpdateExpression=f"SET {sets}",
+                                   ExpressionAttributeNames={"#status": "status"}, ExpressionAttributeValues=values)
+            return
+        for start in range(0, len(new), 50):
+            part = new[start:start + 50]
+            actions = [{"Put": {"TableName": self.name, "ConditionExpression": "attribute_not_exists(pk)",
+                                "Item": {**dataset_key(dataset_id, f"PRODUCER#{p}"), "status": "expected",
+                                         "expected": True, "registered_ts": _num(now)}}} for p in part]
+            actions.append({"Update": {"TableName": self.name, "Key": dataset_key(dataset_id),
+                                       "UpdateExpression": f"ADD producers_expected :n, producers_known :n SET {sets}",
+                                       "ExpressionAttributeNames": {"#status": "status"},
+                                       "ExpressionAttributeValues": {**values, ":n": len(part)}}})
+            try:
+                self.client.transact_write_items(TransactItems=actions)
+            except ClientError as exc:
+                reasons = exc.response.get("CancellationReasons") or []
+                if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
+                    # a concurrent start registered some of them: register what is still missing
+                    return self.register_run(dataset_id, producers, now, rule=rule, window=window,
+                                             deadline_ts=deadline_ts)
+                raise
 
     def report_started(self, dataset_id: str, producer_id: str, now: float) -> bool:
-        try:
-            self.table.put_item(Item={**dataset_key(dataset_id, f"PRODUCER#{producer_id}"), "status": "started",
-                                      "started_ts": _num(now)}, ConditionExpression="attribute_not_exists(pk)")
-            return True
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            return False
+        """expected -> started (or a new, unregistered producer: counted, so the dataset waits for its done)."""
+        return self._report(dataset_id, producer_id, "started", now)
 
-    def report_done(self, dataset_id: str, producer_id: str, records_sent: int, now: float) -> bool:
+    def report_done(self, dataset_id: str, producer_id: str, records_sent: int | None, now: float, *,
+                    enveloped: bool = True) -> bool:
         """Add a producer's totals to its dataset once, however often the report is retried."""
-        try:
-            self.client.transact_write_items(TransactItems=[
-                {"Update": {"TableName": self.name, "Key": dataset_key(dataset_id, f"PRODUCER#{producer_id}"),
-                            "UpdateExpression": "SET #st = :done, records_sent = :n, done_ts = :now",
-                            "ConditionExpression": "attribute_not_exists(#st) OR #st <> :done",
-                            "ExpressionAttributeNames": {"#st": "status"},
-                            "ExpressionAttributeValues": {":done": "done", ":n": records_sent, ":now": _num(now)}}},
-                {"Update": {"TableName": self.name, "Key": dataset_key(dataset_id),
-                            "UpdateExpression": "ADD producers_done :one, records_sent :n SET last_done_ts = :now",
-                            "ExpressionAttributeValues": {":one": 1, ":n": records_sent, ":now": _num(now)}}},
-            ])
-            return True
-        except ClientError as exc:
-            reasons = exc.response.get("CancellationReasons") or [{}]
-            if reasons[0].get("Code") == "ConditionalCheckFailed":
-                return False
-            raise
+        return self._report(dataset_id, producer_id, "done", now, records_sent=records_sent, enveloped=enveloped)
+
+    def report_failed(self, dataset_id: str, producer_id: str, error: str, now: float) -> bool:
+        return self._report(dataset_id, producer_id, "failed", now, error=error)
+
+    def _report(self, dataset_id: str, producer_id: str, status: str, now: float, *, records_sent: int | None = None,
+                enveloped: bool = True, error: str | None = None) -> bool:
+        """One transition of a producer's report, applied to the dataset's totals exactly once. Reads the report
+        first and conditions the write on what it read, so a retried or racing report is a no-op."""
+        key = dataset_key(dataset_id, f"PRODUCER#{producer_id}")
+        for _attempt in range(self.max_attempts):
+            item = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
+            before = item.get("status") if item else None
+            if before in ("done", "failed") or before == status or (status == "started" and before is not None
+                                                                    and before != "expected"):
+                return False  # already reported (a retry), or a late 'started' after the end
+            set_list, values = _creates(dataset_id, now)
+            adds = []
+            if item is None:  # an unregistered producer joins the producers the dataset waits for
+                adds += ["producers_known :one", "unregistered_reports :one"]
+            report = {"#st": status, f"{status}_ts": _num(now)}
+            if status == "done":
+                adds.append("producers_done :one")
+                set_list.append("last_done_ts = :now")
+                if records_sent is None:
+                    adds.append("uncounted_reports :one")
+                else:
+                    adds.append("records_sent :n")
+                    values[":n"] = records_sent
+                    report["records_sent"] = records_sent
+                report["enveloped"] = enveloped
+            elif status == "failed":
+                adds.append("producers_failed :one")
+                values[":failure"] = f"producer {producer_id} failed: {error}"[:1000]
+                set_list.append("failure = if_not_exists(failure, :failure)")
+                report["error_text"] = (error or "")[:1000]
+            if adds:
+                values[":one"] = 1
+            report_sets = ", ".join(f"{k} = :r{i}" for i, k in enumerate(report))
+            report_values = {f":r{i}": v for i, v in enumerate(report.values())}
+            condition = "attribute_not_exists(pk)" if item is None else "#st = :before"
+            if item is not None:
+                report_values[":before"] = before
+            dataset_update = (f"ADD {', '.join(adds)} " if adds else "") + "SET " + ", ".join(set_list)
+            try:
+                self.client.transact_write_items(TransactItems=[
+                    {"Update": {"TableName": self.name, "Key": key, "ConditionExpression": condition,
+                                "UpdateExpression": f"SET {report_sets}",
+                                "ExpressionAttributeNames": {"#st": "status"},
+                                "ExpressionAttributeValues": report_values}},
+                    {"Update": {"TableName": self.name, "Key": dataset_key(dataset_id),
+                                "UpdateExpression": dataset_update,
+                                "ExpressionAttributeNames": {"#status": "status"},
+                                "ExpressionAttributeValues": values}}])
+                return True
+            except ClientError as exc:
+                reasons = exc.response.get("CancellationReasons") or [{}]
+                if reasons[0].get("Code") != "ConditionalCheckFailed":
+                    raise
+                # another report of this producer won the race: read it again and decide
+        return False
 
     # --- observer --------------------------------------------------------------------------------------
     def advance(self, dataset_id: str, tick: int, decision: Decision, now: float) -> bool:
@@ -288,17 +573,17 @@ class Store:
 
     def declare(self, dataset_id: str, decision: Decision, now: float, *, lease_until: float,
                 tick: int | None = None) -> bool:
-        """OBSERVING -> READY/STALLED, once. `tick` given for a scheduled read, None for a nudge.
-
-        `lease_until` (wall clock) is how long the declaring invocation has to publish before any other
-        message may take over the publishing (it then assumes a crash).
-        """
+        """OBSERVING -> READY/STALLED/FAILED, once, with its event in the outbox. `tick` given for a scheduled
+        read, None for a nudge. `lease_until` (wall clock) is how long the declaring invocation has to publish
+        before any other message may take over the publishing (it then assumes a crash)."""
+        status = {"ready": READY, "stalled": STALLED, "failed": FAILED}[decision.verdict]
         p = decision.progress
         condition = "#status = :obs" + (" AND tick = :tick" if tick is not None else "")
-        values = {":v": READY if decision.verdict == "ready" else STALLED, ":now": _num(now), ":obs": OBSERVING,
-                  ":reason": decision.reason, ":fb": decision.fallback, ":f": False, ":lease": _num(lease_until)}
-        sets = ("#status = :v, declared_ts = :now, reason = :reason, fallback = :fb, published = :f, "
-                "lease_until = :lease")
+        values = {":v": status, ":now": _num(now), ":obs": OBSERVING, ":reason": decision.reason[:1000],
+                  ":fb": decision.fallback, ":lease": _num(lease_until), ":mode": decision.mode or "",
+                  ":exp": int(time.time()) + self.ttl_s}
+        sets = (f"#status = :v, declared_ts = :now, reason = :reason, fallback = :fb, declared_mode = :mode, "
+                f"pending_{DECLARED[status]} = :lease, {TTL_ATTRIBUTE} = :exp")
         if tick is not None:
             values.update({":tick": tick, ":next": tick + 1, ":r": p.repeated, ":c": p.last_count,
                            ":reads": p.reads})
@@ -308,21 +593,35 @@ class Store:
             sets += " ADD read_count :one"
         return self._conditional_update(dataset_id, f"SET {sets}", condition, values)
 
-    def mark_published(self, dataset_id: str, objects: int) -> None:
-        """After PutEvents succeeded: the declaration is out, announcing `objects`."""
-        self.table.update_item(Key=dataset_key(dataset_id),
-                               UpdateExpression="SET published = :t, announced_objects = :o",
-                               ExpressionAttributeValues={":t": True, ":o": objects})
+    def claim_overdue(self, dataset_id: str, now: float, deadline_ts: float, *, lease_until: float) -> bool:
+        """True for exactly one caller once the deadline passed: it publishes Dataset Overdue."""
+        return self._conditional_update(
+            dataset_id,
+            "SET overdue_ts = :now, pending_overdue = :lease, deadline_ts = if_not_exists(deadline_ts, :dl)",
+            "attribute_not_exists(overdue_ts) AND #status = :obs",
+            {":now": _num(now), ":lease": _num(lease_until), ":obs": OBSERVING, ":dl": _num(deadline_ts)})
 
     def claim_amendment(self, dataset_id: str, objects: int, *, lease_until: float) -> bool:
         """True for exactly one caller per new total: that caller publishes the Amended event."""
         return self._conditional_update(
-            dataset_id, "SET amend_pending = :o, lease_until = :lease",
-            "attribute_not_exists(amend_pending) OR amend_pending < :o", {":o": objects, ":lease": _num(lease_until)})
+            dataset_id, "SET amend_pending = :o, pending_amended = :lease",
+            "(attribute_not_exists(amend_pending) OR amend_pending < :o) AND attribute_not_exists(pending_amended)",
+            {":o": objects, ":lease": _num(lease_until)})
 
-    def mark_amended(self, dataset_id: str, objects: int) -> None:
-        self._conditional_update(dataset_id, "SET announced_objects = :o",
-                                 "attribute_not_exists(announced_objects) OR announced_objects < :o", {":o": objects})
+    def renew_lease(self, dataset_id: str, kind: str, old: float, lease_until: float) -> bool:
+        """Take over the publishing of an event whose publisher's lease ran out (it crashed)."""
+        return self._conditional_update(dataset_id, f"SET pending_{kind} = :new", f"pending_{kind} = :old",
+                                        {":new": _num(lease_until), ":old": _num(old)})
+
+    def mark_sent(self, dataset_id: str, kind: str, *, objects: int | None = None) -> None:
+        """After PutEvents succeeded: the event is out (and, for a declaration or amendment, announces `objects`)."""
+        values = {":k": {kind}}
+        update = f"REMOVE pending_{kind} ADD sent_events :k"
+        if objects is not None:
+            update += " SET announced_objects = :o"
+            values[":o"] = objects
+        self.table.update_item(Key=dataset_key(dataset_id), UpdateExpression=update,
+                               ExpressionAttributeValues=values)
 
     def _conditional_update(self, dataset_id: str, update: str, condition: str, values: dict) -> bool:
         names = {"#status": "status"} if "#status" in update or "#status" in condition else None
@@ -336,14 +635,73 @@ class Store:
                 return False
             raise
 
+    # --- monitor lag (the observer's backlog check) ------------------------------------------------------
+    def record_lag(self, batch_ts: float, oldest_sent_ts: float) -> None:
+        self.table.put_item(Item={PK: "MONITOR", SK: "LAG", "batch_ts": _num(batch_ts),
+                                  "oldest_sent_ts": _num(oldest_sent_ts)})
+
+    def get_lag(self) -> tuple[float, float] | None:
+        item = self.table.get_item(Key={PK: "MONITOR", SK: "LAG"}).get("Item")
+        return (float(item["batch_ts"]), float(item["oldest_sent_ts"])) if item else None
+
+    # --- listing (status, heartbeat) ---------------------------------------------------------------------
+    def list_day(self, day: str, *, since_ts: float | None = None) -> Iterable[State]:
+        """Every dataset that started on `day` (YYYY-MM-DD, UTC), oldest first, paginated through."""
+        condition, values = f"{LIST_PK} = :d", {":d": f"DAY#{day}"}
+        if since_ts is not None:
+            condition += f" AND {LIST_SK} >= :s"
+            values[":s"] = f"{since_ts:017.3f}"
+        for item in _query_all(self.table, IndexName=LIST_INDEX, KeyConditionExpression=condition,
+                               ExpressionAttributeValues=values):
+            yield State.from_item(item)
+
+    def dataset_items(self, dataset_id: str) -> list[dict]:
+        """Everything stored about a dataset except its ledger (status detail)."""
+        return [it for it in _query_all(self.table, KeyConditionExpression="pk = :pk",
+                                        ExpressionAttributeValues={":pk": f"DATASET#{dataset_id}"})
+                if not it["sk"].startswith(("OBJECT#", "ERROR#"))]
+
+
+def landed(reports: list[dict], intervals: dict[str, list], foreign: int) -> bool:
+    """Pure: do the persisted records cover what every done producer reported sending?"""
+    by_count = 0
+    for report in reports:
+        sent = report.get("records_sent")
+        if sent is None:
+            continue
+        if report.get("enveloped", True):
+            if not envelope.covers(intervals.get(report["producer_id"], []), sent):
+                return False
+        else:
+            by_count += sent
+    return foreign >= by_count
+
+
+def _merged(intervals: dict[str, list], objs: list[CountedObject]) -> dict[str, list]:
+    merged = {p: list(v) for p, v in intervals.items()}
+    for obj in objs:
+        for producer, ranges in (obj.scan.seqs if obj.scan else {}).items():
+            merged[producer] = envelope.merge(merged.get(producer, []) + ranges)
+    return merged
+
+
+def _query_all(table, **kwargs) -> Iterable[dict]:
+    while True:
+        response = table.query(**kwargs)
+        yield from response.get("Items", [])
+        if "LastEvaluatedKey" not in response:
+            return
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
 
 def _chunks(objects: list[CountedObject]) -> Iterable[list[CountedObject]]:
-    """Transactions of <= 100 actions: one ledger put per object plus one update per dataset in the chunk."""
+    """Transactions of <= 100 actions: one ledger put per object plus, per dataset in the chunk, one state update
+    and one SEQS put."""
     chunk: list[CountedObject] = []
     datasets: set[str] = set()
     for obj in objects:
-        extra = 1 + (obj.dataset_id not in datasets)
-        if len(chunk) + len(datasets) + extra > MAX_TRANSACTION_ITEMS:
+        extra = 1 + 2 * (obj.dataset_id not in datasets)
+        if chunk and len(chunk) + 2 * len(datasets) + extra > MAX_TRANSACTION_ITEMS:
             yield chunk
             chunk, datasets = [], set()
         chunk.append(obj)

@@ -1,13 +1,16 @@
 """Messages on the observer queue. `tick` is the chain's own (one per dataset, numbered); `nudge` asks for an
-immediate completion check; `amend` says objects landed after the dataset was declared."""
+immediate completion check (records may add up, a producer failed, a run registered); `amend` says objects
+landed after the dataset was declared."""
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass
 
 from streamwatch import aws
-from streamwatch.s3_events import Skip, valid_dataset_id
+from streamwatch.rules import valid_dataset_id
+from streamwatch.s3_events import Skip
 
 KINDS = ("tick", "nudge", "amend")
 
@@ -33,17 +36,24 @@ class Tick:
         return tick
 
 
-def send(queue_url: str, messages: list[tuple[Tick, int]]) -> None:
-    """Send (message, DelaySeconds) pairs, 10 per call; raise if any entry is refused after retries."""
+class SendError(RuntimeError):
+    """The observer queue kept refusing entries: the caller fails its message, and SQS redelivers it."""
+
+
+def send(queue_url: str, messages: list[tuple[Tick, int]], *, attempts: int = 4) -> None:
+    """Send (message, DelaySeconds) pairs, 10 per call; resend refused entries with backoff; raise if any is
+    still refused."""
     client = aws.client("sqs")
     for start in range(0, len(messages), 10):
         entries = [{"Id": str(i), "MessageBody": m.encode(), "DelaySeconds": delay}
                    for i, (m, delay) in enumerate(messages[start:start + 10])]
-        for _attempt in range(3):
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(aws.backoff_s(attempt, base=0.1, cap=2.0))
             response = client.send_message_batch(QueueUrl=queue_url, Entries=entries)
             failed = {f["Id"] for f in response.get("Failed", [])}
             entries = [e for e in entries if e["Id"] in failed]
             if not entries:
                 break
         else:
-            raise RuntimeError(f"observer queue refused {len(entries)} messages")
+            raise SendError(f"observer queue refused {len(entries)} messages after {attempts} attempts")

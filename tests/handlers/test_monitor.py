@@ -1,17 +1,26 @@
-"""Monitor: exact counts under duplicated, shuffled delivery; bad input skipped; failures isolated."""
+"""Monitor: exact counts under duplicated, shuffled delivery; distinct records under duplicated records; every
+notification shape; Firehose's error output; bad input skipped; failures isolated."""
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import random
+import time
 
 import boto3
 import pytest
 
+from streamwatch.envelope import wrap
 from streamwatch.handlers import monitor
+from streamwatch.local import infra
 from streamwatch.local.chaos import ThrottleOnce
+from streamwatch.settings import Settings
 from streamwatch.store import Store
-from tests.conftest import drain, s3_message, s3_record, sqs_event
+from tests.conftest import drain, object_events, s3_message, s3_record, sqs_event
+
+COUNT_ONLY = Settings(mode="stability")  # the monitor reads no object: notifications alone are enough
 
 
 def counts(table: str, dataset_id: str):
@@ -19,9 +28,17 @@ def counts(table: str, dataset_id: str):
     return (state.objects, state.bytes, state.records) if state else None
 
 
+def put(bucket: str, key: str, body: bytes) -> None:
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def lines(records: list[bytes]) -> bytes:
+    return b"".join(r + b"\n" for r in records)
+
+
 def test_every_event_three_times_shuffled_counts_exactly(moto_env, context):
     # Given 20 datasets x 25 objects, each notification delivered 3 times, in random order and batches
-    settings, local = moto_env()
+    settings, local = moto_env(COUNT_ONLY)
     bucket = local.resources.bucket
     objects = [(f"d{d}", f"data/dataset=d{d}/obj-{i}.json", 100 + d * 7 + i) for d in range(20) for i in range(25)]
     messages = [s3_message(s3_record(bucket, key, size)) for _, key, size in objects] * 3
@@ -41,7 +58,7 @@ def test_every_event_three_times_shuffled_counts_exactly(moto_env, context):
 
 
 def test_records_in_one_message_and_url_encoded_keys(moto_env, context):
-    settings, local = moto_env()
+    settings, local = moto_env(COUNT_ONLY)
     b = local.resources.bucket
     body = s3_message(s3_record(b, "data/dataset=d1/my+file.json", 10),
                       s3_record(b, "data/dataset=d1/sub%2Fpart+2.json", 20,
@@ -49,7 +66,7 @@ def test_records_in_one_message_and_url_encoded_keys(moto_env, context):
                       s3_record(b, "data/dataset=d1/copy.json", 30, event="ObjectCreated:Copy"))
     assert monitor.handler(sqs_event([body]), context) == {"batchItemFailures": []}
     assert counts(local.resources.table, "d1") == (3, 60, None)
-    # The same objects again, once with the key decoded differently encoded: still 3
+    # The same object again, its key encoded differently: still 3
     again = s3_message(s3_record(b, "data/dataset=d1/my%20file.json", 10))
     monitor.handler(sqs_event([again]), context)
     assert counts(local.resources.table, "d1") == (3, 60, None)
@@ -66,7 +83,7 @@ def test_records_in_one_message_and_url_encoded_keys(moto_env, context):
     s3_message({"eventName": "ObjectRemoved:Delete", "s3": {"bucket": {"name": "B"}, "object": {"key": "k"}}}),
 ])
 def test_foreign_or_malformed_messages_are_skipped_without_failing_the_batch(moto_env, context, body):
-    settings, local = moto_env()
+    settings, local = moto_env(COUNT_ONLY)
     b = local.resources.bucket
     body = {"OUTSIDE": s3_message(s3_record(b, "elsewhere/dataset=d1/a.json")),
             "MANIFEST": s3_message(s3_record(b, "data/dataset=d1/_manifest.json"))}.get(body, body)
@@ -76,13 +93,11 @@ def test_foreign_or_malformed_messages_are_skipped_without_failing_the_batch(mot
 
 
 def test_one_unreadable_object_fails_only_its_message_and_a_retry_counts_it_once(moto_env, context):
-    # Given records mode (the monitor reads each object), and one object not yet readable
-    from streamwatch.settings import Settings
-    settings, local = moto_env(Settings(mode="records"))
-    s3 = boto3.client("s3")
+    # Given records counted (auto mode reads each object), and one object not yet readable
+    settings, local = moto_env()
     b = local.resources.bucket
     for i in range(3):
-        s3.put_object(Bucket=b, Key=f"data/dataset=d1/ok-{i}.json", Body=b'{"a":1}\n{"a":2}\n')
+        put(b, f"data/dataset=d1/ok-{i}.json", b'{"a":1}\n{"a":2}\n')
     drain(local.notification_queue_url)
     messages = [s3_message(s3_record(b, f"data/dataset=d1/ok-{i}.json", 16)) for i in range(3)]
     messages.append(s3_message(s3_record(b, "data/dataset=d1/late.json", 8)))
@@ -93,25 +108,87 @@ def test_one_unreadable_object_fails_only_its_message_and_a_retry_counts_it_once
     assert response == {"batchItemFailures": [{"itemIdentifier": "late"}]}
     assert counts(local.resources.table, "d1") == (3, 48, 6)
     # When the object appears and the whole batch is redelivered, Then it is counted once, the others not again
-    s3.put_object(Bucket=b, Key="data/dataset=d1/late.json", Body=b'{"a":3}\n')
+    put(b, "data/dataset=d1/late.json", b'{"a":3}\n')
     assert monitor.handler(event, context) == {"batchItemFailures": []}
     assert counts(local.resources.table, "d1") == (4, 56, 7)
 
 
 def test_gzip_objects_are_counted_by_their_lines(moto_env, context):
-    import gzip
-
-    from streamwatch.settings import Settings
     settings, local = moto_env(Settings(mode="records"))
     b = local.resources.bucket
     body = gzip.compress(b"".join(b'{"n":%d}\n' % i for i in range(1234)))
-    boto3.client("s3").put_object(Bucket=b, Key="data/dataset=gz/part.gz", Body=body)
+    put(b, "data/dataset=gz/part.gz", body)
     monitor.handler(sqs_event([s3_message(s3_record(b, "data/dataset=gz/part.gz", len(body)))]), context)
     assert counts(local.resources.table, "gz")[2] == 1234
 
 
-def test_throttled_transaction_is_retried_and_counted_once(moto_env, context):
+def test_a_record_that_lands_twice_counts_once_and_foreign_lines_are_kept_apart(moto_env, context):
+    # Given p0's first buffer written twice by Firehose (two objects), and a line someone else wrote
     settings, local = moto_env()
+    b, t = local.resources.bucket, local.resources.table
+    first = lines([wrap({"i": i}, "p0", i, {"dataset_id": "d1"}) for i in range(500)])
+    second = lines([wrap({"i": i}, "p0", i, {"dataset_id": "d1"}) for i in range(500, 800)] + [b'{"other":1}'])
+    for name, body in (("a", first), ("a-retry", first), ("b", second)):
+        put(b, f"data/dataset=d1/{name}", body)
+    notes = object_events(local.notification_queue_url)
+    # When the monitor counts them (notifications duplicated too)
+    for batch in (notes[:2], notes, notes[1:]):
+        assert monitor.handler(sqs_event(batch), context) == {"batchItemFailures": []}
+    # Then: 3 objects, 800 distinct records plus 1 foreign, 500 duplicates seen, p0's seqs one interval
+    state = Store(t).get_state("d1")
+    assert (state.objects, state.distinct, state.foreign, state.duplicates, state.records) == (3, 800, 1, 500, 801)
+    assert Store(t).seqs("d1") == {"p0": [(0, 799)]}
+
+
+def test_concurrent_merges_of_one_dataset_retry_on_the_version(moto_env, context, monkeypatch):
+    # Given another monitor batch merging p1's records between this batch's read and its write
+    settings, local = moto_env()
+    b, t = local.resources.bucket, local.resources.table
+    put(b, "data/dataset=d1/a", lines([wrap({}, "p0", i, {"dataset_id": "d1"}) for i in range(10)]))
+    put(b, "data/dataset=d1/b", lines([wrap({}, "p1", i, {"dataset_id": "d1"}) for i in range(5)]))
+    note_a, note_b = object_events(local.notification_queue_url)
+    real_read, raced = Store._read_seqs, []
+
+    def read_then_race(store, ids, outcome=None):
+        result = real_read(store, ids, outcome)
+        if not raced:
+            raced.append(1)
+            monitor.handler(sqs_event([note_b]), context)  # the other batch commits first
+        return result
+    monkeypatch.setattr(Store, "_read_seqs", read_then_race)
+    # When this batch commits after it
+    assert monitor.handler(sqs_event([note_a]), context) == {"batchItemFailures": []}
+    # Then neither merge is lost
+    assert Store(t).seqs("d1") == {"p0": [(0, 9)], "p1": [(0, 4)]}
+    assert Store(t).get_state("d1").distinct == 15
+
+
+def test_error_output_records_fail_their_dataset_once(moto_env, context):
+    # Given an object of Firehose's error output, shaped as Firehose documents it, holding two of d1's records
+    # and one record that is not JSON
+    settings, local = moto_env()
+    b, t = local.resources.bucket, local.resources.table
+
+    def failed(raw: bytes) -> bytes:
+        return json.dumps({"attemptsMade": 1, "arrivalTimestamp": 1732440000000,
+                           "errorCode": "DynamicPartitioning.ActivePartitionsLimitExceeded",
+                           "errorMessage": "too many partitions", "attemptEndingTimestamp": 1732440001000,
+                           "rawData": base64.b64encode(raw).decode()}).encode()
+    body = lines([failed(wrap({"i": 1}, "p0", 0, {"dataset_id": "d1"})),
+                  failed(wrap({"i": 2}, "p0", 1, {"dataset_id": "d1"})), failed(b"not json")])
+    put(b, "errors/processing-failed/2026/11/24/s-1-x", body)
+    notes = object_events(local.notification_queue_url)
+    # When it is counted, twice
+    assert monitor.handler(sqs_event(notes), context) == {"batchItemFailures": []}
+    assert monitor.handler(sqs_event(notes), context) == {"batchItemFailures": []}
+    # Then d1 holds 2 error records and a failure naming the reason, and its chain was started
+    state = Store(t).get_state("d1")
+    assert state.error_records == 2 and "ActivePartitionsLimitExceeded" in state.failure
+    assert [json.loads(m["Body"])["kind"] for m in drain(local.resources.observer_queue_url)][0] == "tick"
+
+
+def test_throttled_transaction_is_retried_and_counted_once(moto_env, context):
+    settings, local = moto_env(COUNT_ONLY)
     b = local.resources.bucket
     event = sqs_event([s3_message(s3_record(b, f"data/dataset=d1/{i}.json", 10)) for i in range(5)])
     store_client = Store(local.resources.table).client
@@ -122,7 +199,7 @@ def test_throttled_transaction_is_retried_and_counted_once(moto_env, context):
 
 def test_persistent_throttling_fails_the_batch_and_redelivery_counts_once(moto_env, context):
     from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
-    settings, local = moto_env()
+    settings, local = moto_env(COUNT_ONLY)
     b = local.resources.bucket
     event = sqs_event([s3_message(s3_record(b, f"data/dataset=d1/{i}.json", 10)) for i in range(5)])
     store_client = Store(local.resources.table).client
@@ -136,14 +213,54 @@ def test_persistent_throttling_fails_the_batch_and_redelivery_counts_once(moto_e
 
 def test_real_s3_notifications_from_the_bucket_are_understood(moto_env, context):
     # Given objects written to the bucket (moto sends the ObjectCreated notifications to the queue)
-    settings, local = moto_env()
-    s3 = boto3.client("s3")
+    settings, local = moto_env(COUNT_ONLY)
     keys = ["data/dataset=real/a b.json", "data/dataset=real/c+d.json", "data/dataset=real/e.json"]
     for key in keys:
-        s3.put_object(Bucket=local.resources.bucket, Key=key, Body=b"x" * 11)
-    s3.put_object(Bucket=local.resources.bucket, Key="other/f.json", Body=b"x")  # filtered by S3 itself
+        put(local.resources.bucket, key, b"x" * 11)
+    put(local.resources.bucket, "other/f.json", b"x")  # filtered by S3 itself
     messages = drain(local.notification_queue_url)
     # S3 (and moto) send an s3:TestEvent when the notification is configured; keys arrive fully URL-encoded
-    assert len(messages) == 4 and sum("s3:TestEvent" in m["Body"] for m in messages) == 1
+    assert sum("s3:TestEvent" in m["Body"] for m in messages) >= 1
+    assert len([m for m in messages if "s3:TestEvent" not in m["Body"]]) == 3
     assert monitor.handler(sqs_event([m["Body"] for m in messages]), context) == {"batchItemFailures": []}
     assert counts(local.resources.table, "real") == (3, 33, None)
+
+
+def test_eventbridge_mode_the_rule_delivers_object_created_for_the_watched_prefixes_only(moto_env, context):
+    # Given a bucket in EventBridge mode: S3's events put on the default bus as AWS documents them
+    settings, local = moto_env(COUNT_ONLY, notifications="eventbridge")
+    b = local.resources.bucket
+    for key in ["data/dataset=eb/a+b.json", "data/dataset=eb/c d.json", "other/x.json"]:
+        put(b, key, b"y" * 7)
+    events = boto3.client("events")
+    for m in drain(local.raw_s3_queue_url):
+        for record in json.loads(m["Body"]).get("Records", []):
+            event = infra.to_eventbridge(record)
+            events.put_events(Entries=[{"Source": event["source"], "DetailType": event["detail-type"],
+                                        "Detail": json.dumps(event["detail"]), "Resources": event["resources"]}])
+    # When the monitor reads what the rule delivered
+    delivered = drain(local.notification_queue_url)
+    assert len(delivered) == 2  # the rule's pattern keeps other/ out
+    assert monitor.handler(sqs_event([m["Body"] for m in delivered]), context) == {"batchItemFailures": []}
+    # Then the keys (not URL-encoded on EventBridge: '+' stays '+') are counted under their dataset
+    assert counts(local.resources.table, "eb") == (2, 14, None)
+    assert Store(local.resources.table).table.get_item(
+        Key={"pk": "DATASET#eb", "sk": "OBJECT#data/dataset=eb/a+b.json"}).get("Item")
+
+
+def test_window_rule_objects_carry_their_window(moto_env, context):
+    settings, local = moto_env(Settings(mode="stability", datasets=(
+        {"pattern": "logs/{yyyy}/{MM}/{dd}/{HH}/", "name": "hourly"},)))
+    b = local.resources.bucket
+    body = s3_message(s3_record(b, "logs/2026/11/24/23/part-1", 9))
+    assert monitor.handler(sqs_event([body]), context) == {"batchItemFailures": []}
+    state = Store(local.resources.table).get_state("hourly~2026-11-24T23")
+    assert state.window_end - state.window_start == 3600 and state.rule == "hourly"
+
+
+def test_the_monitor_records_how_far_behind_it_is(moto_env, context):
+    settings, local = moto_env(COUNT_ONLY)
+    body = s3_message(s3_record(local.resources.bucket, "data/dataset=d1/a", 1))
+    monitor.handler(sqs_event([body], sent_ts=time.time() - 42), context)
+    batch_ts, oldest = Store(local.resources.table).get_lag()
+    assert 41 <= batch_ts - oldest <= 60

@@ -1,23 +1,30 @@
-"""Observer: one chain per dataset, exactly one Ready under duplicates and crashes, Amended, Stalled."""
+"""Observer: one chain per dataset; exactly one Ready, Failed or Overdue under duplicates, delays and crashes;
+Amended, Stalled; the monitor's backlog respected; every event valid against the published JSON Schema."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 
 import boto3
+import jsonschema
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from streamwatch import clock, events
 from streamwatch.clock import WallClock
+from streamwatch.envelope import wrap
 from streamwatch.handlers import monitor, observer
-from streamwatch.settings import Settings
+from streamwatch.producing import start_run
+from streamwatch.settings import Resources, Settings
 from streamwatch.store import Store
 from tests.conftest import drain, s3_message, s3_record, sqs_event
 
 T0 = datetime.fromisoformat("2026-11-23T10:00:00+00:00").timestamp()
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "event-detail.schema.json").read_text())
 
 
 class FakeClock(WallClock):
@@ -42,10 +49,21 @@ def fake_clock():
 
 
 def land(local, context, dataset_id: str, names: list[str], at: float, size: int = 10) -> dict:
-    when = datetime.utcfromtimestamp(at).isoformat(timespec="milliseconds") + "Z"
+    when = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     bodies = [s3_message(s3_record(local.resources.bucket, f"data/dataset={dataset_id}/{n}", size, when=when))
               for n in names]
+    drain(local.notification_queue_url)  # the monitor has consumed everything S3 sent (no backlog)
     return monitor.handler(sqs_event(bodies), context)
+
+
+def land_records(local, context, dataset_id: str, name: str, producer: str, seqs: range, at: float) -> None:
+    """An object holding records of one producer (with the envelope), written to S3 and counted."""
+    body = b"".join(wrap({"n": s}, producer, s, {"dataset_id": dataset_id}) + b"\n" for s in seqs)
+    key = f"data/dataset={dataset_id}/{name}"
+    boto3.client("s3").put_object(Bucket=local.resources.bucket, Key=key, Body=body)
+    drain(local.notification_queue_url)
+    when = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    monitor.handler(sqs_event([s3_message(s3_record(local.resources.bucket, key, len(body), when=when))]), context)
 
 
 def deliver(body: str, context, message_id: str = "m1") -> bool:
@@ -59,11 +77,14 @@ def deliver(body: str, context, message_id: str = "m1") -> bool:
 
 
 def published(local) -> list[dict]:
-    return [json.loads(m["Body"]) for m in drain(local.events_queue_url)]
+    out = [json.loads(m["Body"]) for m in drain(local.events_queue_url)]
+    for event in out:  # the contract: every event on the bus validates against the published schema
+        jsonschema.validate(event["detail"], SCHEMA)
+    return out
 
 
 def run_observer(local, context, fake_clock, *, duplicate: bool = False, max_steps: int = 400,
-                 expect_end: bool = True) -> list[str]:
+                 expect_end: bool = True, until: float | None = None) -> list[str]:
     """Deliver observer messages like Lambda would, moving the clock to each message's due time."""
     store, outcomes = Store(local.resources.table), []
     for _ in range(max_steps):
@@ -75,6 +96,8 @@ def run_observer(local, context, fake_clock, *, duplicate: bool = False, max_ste
             state = store.get_state(body["dataset_id"])
             if state and body["kind"] == "tick" and body["tick"] == state.tick and state.tick > 0:
                 fake_clock.t += state.next_delay  # it was sent with the policy's delay
+            if until is not None and fake_clock.t > until:
+                return outcomes
             bodies = [m["Body"], m["Body"]] if duplicate else [m["Body"]]
             for b in bodies:
                 outcomes.append("ok" if deliver(b, context) else "failed")
@@ -85,7 +108,7 @@ def run_observer(local, context, fake_clock, *, duplicate: bool = False, max_ste
 
 
 def test_stability_declares_once_after_the_quiet_window(moto_env, context, fake_clock):
-    settings, local = moto_env(Settings(min_quiet_s=400, buffer_interval_s=300))
+    settings, local = moto_env(Settings(mode="stability", min_quiet_s=400, buffer_interval_s=300))
     land(local, context, "d1", ["a", "b"], at=T0)
     fake_clock.t = T0 + 1
     run_observer(local, context, fake_clock)
@@ -95,6 +118,7 @@ def test_stability_declares_once_after_the_quiet_window(moto_env, context, fake_
     assert detail["dataset_id"] == "d1" and detail["objects"] == 2 and detail["bytes"] == 20
     assert detail["records"] is None and detail["mode"] == "stability" and detail["ticks"] >= 4
     assert detail["prefix"] == "data/dataset=d1/" and detail["bucket"] == local.resources.bucket
+    assert detail["event_id"] == "d1:ready" and detail["rule"] == "default"
     declared = datetime.fromisoformat(detail["declared_at"].replace("Z", "+00:00")).timestamp()
     assert declared - T0 >= 400  # never before the quiet window
     for field in ("first_object_at", "last_object_at", "declared_at"):
@@ -102,7 +126,8 @@ def test_stability_declares_once_after_the_quiet_window(moto_env, context, fake_
 
 
 def test_every_message_delivered_twice_still_one_ready(moto_env, context, fake_clock):
-    settings, local = moto_env(Settings(min_quiet_s=300, buffer_interval_s=300, decay="exponential"))
+    settings, local = moto_env(Settings(mode="stability", min_quiet_s=300, buffer_interval_s=300,
+                                        decay="exponential"))
     land(local, context, "d1", ["a"], at=T0)
     land(local, context, "d1", ["a"], at=T0)  # the notification again: chain start may be re-sent
     fake_clock.t = T0 + 1
@@ -112,7 +137,7 @@ def test_every_message_delivered_twice_still_one_ready(moto_env, context, fake_c
 
 def test_crash_between_transition_and_publish_publishes_on_redelivery_once(moto_env, context, fake_clock,
                                                                           monkeypatch):
-    settings, local = moto_env(Settings(min_quiet_s=300, buffer_interval_s=300))
+    settings, local = moto_env(Settings(mode="stability", min_quiet_s=300, buffer_interval_s=300))
     land(local, context, "d1", ["a"], at=T0)
     real_publish, crashes = events.publish, []
 
@@ -125,8 +150,7 @@ def test_crash_between_transition_and_publish_publishes_on_redelivery_once(moto_
     monkeypatch.setattr(events, "publish", crash_once)
     store = Store(local.resources.table)
     fake_clock.t = T0 + 1
-    # Drive the chain until the declaring tick crashes
-    for _ in range(100):
+    for _ in range(100):  # drive the chain until the declaring tick crashes
         messages = drain(local.resources.observer_queue_url)
         assert messages, "chain ended without declaring"
         ok = deliver(messages[0]["Body"], context)
@@ -135,7 +159,8 @@ def test_crash_between_transition_and_publish_publishes_on_redelivery_once(moto_
             failed_body = messages[0]["Body"]
             break
     state = store.get_state("d1")
-    assert state.status == "READY" and not state.published and published(local) == []
+    assert state.status == "READY" and not state.published and "ready" in state.pending
+    assert published(local) == []
     # A redelivery inside the publisher's lease is told to come back later, not to publish a second copy
     assert not deliver(failed_body, context)
     # SQS redelivers after the visibility timeout (> the lease): it publishes, once
@@ -147,7 +172,7 @@ def test_crash_between_transition_and_publish_publishes_on_redelivery_once(moto_
 
 
 def test_late_object_after_ready_is_announced_as_amended_once(moto_env, context, fake_clock):
-    settings, local = moto_env(Settings(min_quiet_s=300, buffer_interval_s=300))
+    settings, local = moto_env(Settings(mode="stability", min_quiet_s=300, buffer_interval_s=300))
     land(local, context, "d1", ["a", "b"], at=T0)
     fake_clock.t = T0 + 1
     run_observer(local, context, fake_clock)
@@ -158,11 +183,12 @@ def test_late_object_after_ready_is_announced_as_amended_once(moto_env, context,
     land(local, context, "d1", ["late"], at=late)
     run_observer(local, context, fake_clock, duplicate=True)
     amended = published(local)
-    assert [(e["detail-type"], e["detail"]["objects"]) for e in amended] == [("Dataset Amended", 3)]
+    assert [(e["detail-type"], e["detail"]["objects"], e["detail"]["event_id"]) for e in amended] == [
+        ("Dataset Amended", 3, "d1:amended:3")]
 
 
 def test_hard_cap_ends_in_stalled(moto_env, context, fake_clock):
-    settings, local = moto_env(Settings(min_objects=10, max_observation_s=1800))
+    settings, local = moto_env(Settings(mode="stability", min_objects=10, max_observation_s=1800))
     land(local, context, "d1", ["only-one"], at=T0)
     fake_clock.t = T0 + 1
     run_observer(local, context, fake_clock)
@@ -174,8 +200,7 @@ def test_hard_cap_ends_in_stalled(moto_env, context, fake_clock):
 def test_missing_state_item_is_a_failure_not_a_silent_drop(moto_env, context, fake_clock):
     settings, local = moto_env()
     body = json.dumps({"dataset_id": "ghost", "tick": 0, "kind": "tick"})
-    good = json.dumps({"dataset_id": "ghost", "tick": 0, "kind": "tick"})
-    assert not deliver(good, context)
+    assert not deliver(body, context)
     # in a batch with other messages, only it is reported
     result = observer.handler(sqs_event([body, "{junk"], ids=["ghost-1", "junk"]), context)
     assert result == {"batchItemFailures": [{"itemIdentifier": "ghost-1"}]}
@@ -188,7 +213,7 @@ def test_foreign_message_on_the_observer_queue_is_skipped(moto_env, context, fak
 
 
 def test_stale_tick_is_dropped_and_forks_no_second_chain(moto_env, context, fake_clock):
-    settings, local = moto_env()
+    settings, local = moto_env(Settings(mode="stability"))
     land(local, context, "d1", ["a"], at=T0)
     fake_clock.t = T0 + 1
     first = drain(local.resources.observer_queue_url)[0]["Body"]
@@ -198,23 +223,26 @@ def test_stale_tick_is_dropped_and_forks_no_second_chain(moto_env, context, fake
     assert drain(local.resources.observer_queue_url) == []
 
 
-def test_records_mode_is_ready_as_soon_as_every_record_landed(moto_env, context, fake_clock):
-    # Given a run with 2 producers that reported 3 records in all
-    settings, local = moto_env(Settings(mode="records"))
+def register(settings, local, dataset_id: str, producers: list[str], **kwargs) -> Store:
     store = Store(local.resources.table)
-    store.register_run("r1", 2, T0)
-    s3 = boto3.client("s3")
-    s3.put_object(Bucket=local.resources.bucket, Key="data/dataset=r1/a", Body=b'{"x":1}\n{"x":2}\n')
-    s3.put_object(Bucket=local.resources.bucket, Key="data/dataset=r1/b", Body=b'{"x":3}\n')
-    drain(local.notification_queue_url)
-    land(local, context, "r1", ["a"], at=T0)
+    start_run(settings, Resources.from_env(os.environ), dataset_id, producers, store=store, **kwargs)
+    return store
+
+
+def test_records_mode_is_ready_as_soon_as_every_record_landed_duplicates_counted_once(moto_env, context,
+                                                                                      fake_clock):
+    # Given a run of 2 producers (auto mode: records, since they will report counts)
+    settings, local = moto_env()
+    store = register(settings, local, "r1", ["p1", "p2"])
+    land_records(local, context, "r1", "a", "p1", range(0, 2), at=T0)
+    land_records(local, context, "r1", "a-again", "p1", range(0, 2), at=T0 + 1)  # Firehose wrote it twice
     fake_clock.t = T0 + 5
     run_observer(local, context, fake_clock, max_steps=2, expect_end=False)  # chain started, waiting
     store.report_done("r1", "p1", 2, T0 + 5)
     store.report_done("r1", "p2", 1, T0 + 6)
     # When the last object lands, the monitor nudges and the observer declares at once
     fake_clock.t = T0 + 10
-    land(local, context, "r1", ["b"], at=T0 + 10)
+    land_records(local, context, "r1", "b", "p2", range(0, 1), at=T0 + 10)
     messages = [m["Body"] for m in drain(local.resources.observer_queue_url)]
     nudges = [b for b in messages if json.loads(b)["kind"] == "nudge"]
     assert nudges, messages
@@ -222,6 +250,99 @@ def test_records_mode_is_ready_as_soon_as_every_record_landed(moto_env, context,
     ready = published(local)
     assert [e["detail-type"] for e in ready] == ["Dataset Ready"]
     d = ready[0]["detail"]
-    assert (d["records"], d["producers"]["records_sent"], d["objects"]) == (3, 3, 2)
-    declared = datetime.fromisoformat(d["declared_at"].replace("Z", "+00:00")).timestamp()
-    assert declared - (T0 + 10) < 60
+    assert (d["records"], d["producers"]["records_sent"], d["objects"], d["mode"]) == (3, 3, 3, "records")
+    assert d["record_counts"] == {"distinct": 3, "duplicates": 2, "foreign": 0, "error_output": 0}
+
+
+def test_a_failed_producer_ends_the_dataset_with_one_failed_even_before_anything_landed(moto_env, context,
+                                                                                        fake_clock):
+    # Given a registered run (its chain starts at registration) and nothing landed yet
+    settings, local = moto_env()
+    store = register(settings, local, "f1", ["a", "b"])
+    fake_clock.t = T0 + 5
+    # When producer b reports failure, twice (a retry), and every observer message is delivered twice
+    assert store.report_failed("f1", "b", "ValueError: bad row 17", T0 + 5)
+    assert not store.report_failed("f1", "b", "ValueError: bad row 17", T0 + 6)
+    from streamwatch.producing import nudge
+    nudge(settings, Resources.from_env(os.environ), store, "f1", always=True)
+    run_observer(local, context, fake_clock, duplicate=True)
+    # Then exactly one Dataset Failed naming the producer and its error
+    failed = published(local)
+    assert [e["detail-type"] for e in failed] == ["Dataset Failed"]
+    assert failed[0]["detail"]["failure"] == "producer b failed: ValueError: bad row 17"
+    assert failed[0]["detail"]["objects"] == 0 and failed[0]["detail"]["producers"]["failed"] == 1
+    # And objects that land afterwards produce no Ready (and no Amended)
+    land_records(local, context, "f1", "late", "a", range(0, 3), at=T0 + 50)
+    store.report_done("f1", "a", 3, T0 + 51)
+    run_observer(local, context, fake_clock, duplicate=True)
+    assert published(local) == []
+
+
+def test_overdue_once_under_duplicated_and_delayed_messages_then_ready_still_comes(moto_env, context, fake_clock):
+    # Given a run expected within 600 s, whose data lands later than that
+    settings, local = moto_env(Settings(mode="stability", min_quiet_s=300, buffer_interval_s=300))
+    register(settings, local, "late-run", [], deadline_ts=T0 + 600)
+    land(local, context, "late-run", ["a"], at=T0 + 700)
+    fake_clock.t = T0 + 1
+    # When every observer message is delivered twice
+    run_observer(local, context, fake_clock, duplicate=True)
+    got = published(local)
+    # Then one Overdue (after the deadline), and the Ready when it is due
+    assert [e["detail-type"] for e in got] == ["Dataset Overdue", "Dataset Ready"]
+    overdue = got[0]["detail"]
+    assert overdue["event_id"] == "late-run:overdue" and overdue["deadline_at"].startswith("2026-11-23T10:10:00")
+    assert overdue["declared_at"] is None
+
+
+def test_a_default_deadline_applies_to_unregistered_datasets(moto_env, context, fake_clock):
+    settings, local = moto_env(Settings(mode="stability", min_objects=5, deadline_s=900, max_observation_s=3600))
+    land(local, context, "slow", ["a"], at=T0)
+    fake_clock.t = T0 + 1
+    run_observer(local, context, fake_clock, duplicate=True)
+    assert [e["detail-type"] for e in published(local)] == ["Dataset Overdue", "Dataset Stalled"]
+
+
+def test_a_backlog_in_the_monitor_holds_the_stability_declaration(moto_env, context, fake_clock, monkeypatch):
+    # Given notifications waiting in the queue since long before the count last changed
+    settings, local = moto_env(Settings(mode="stability", min_quiet_s=300, buffer_interval_s=300))
+    land(local, context, "d1", ["a"], at=T0)
+    store = Store(local.resources.table)
+    fake_clock.t = T0 + 1
+    monkeypatch.setattr("streamwatch.observing.Observer.backlog_s", lambda self: fake_clock.t - T0 + 5)
+    outcomes = run_observer(local, context, fake_clock, expect_end=False, max_steps=15)
+    assert published(local) == [] and store.get_state("d1").status == "OBSERVING" and outcomes
+    # When the monitor caught up, Then it declares
+    monkeypatch.setattr("streamwatch.observing.Observer.backlog_s", lambda self: 0.0)
+    run_observer(local, context, fake_clock)
+    assert [e["detail-type"] for e in published(local)] == ["Dataset Ready"]
+
+
+def test_backlog_is_measured_from_the_queue_and_the_monitors_last_batch(moto_env, context, fake_clock):
+    from streamwatch.observing import Observer
+    settings, local = moto_env()
+    obs = Observer(settings, Resources.from_env(os.environ))
+    drain(local.notification_queue_url)  # S3's test events
+    assert obs.backlog_s() == 0.0  # nothing waiting
+    boto3.client("sqs").send_message(QueueUrl=local.notification_queue_url, MessageBody="{}")
+    assert obs.backlog_s() == float("inf")  # waiting, and the monitor never ran
+    Store(local.resources.table).record_lag(T0 - 100, T0 - 130)
+    assert obs.backlog_s() == pytest.approx(101, abs=1)  # waiting, nobody took a batch for 101 s
+
+
+def test_registered_after_the_first_object_the_dataset_switches_to_records_at_once(moto_env, context, fake_clock):
+    # Given an unregistered dataset whose chain runs by stability
+    settings, local = moto_env()
+    land_records(local, context, "sw", "a", "p", range(0, 4), at=T0)
+    fake_clock.t = T0 + 2
+    run_observer(local, context, fake_clock, max_steps=1, expect_end=False)
+    # When a run registers it and the producer reports its count
+    store = register(settings, local, "sw", ["p"])
+    store.report_done("sw", "p", 4, T0 + 3)
+    from streamwatch.producing import nudge
+    assert nudge(settings, Resources.from_env(os.environ), store, "sw")
+    run_observer(local, context, fake_clock)
+    # Then it is declared by records, long before a quiet window could pass
+    ready = published(local)
+    assert [e["detail"]["mode"] for e in ready] == ["records"]
+    declared = datetime.fromisoformat(ready[0]["detail"]["declared_at"].replace("Z", "+00:00")).timestamp()
+    assert declared - T0 < 60

@@ -12,13 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamwatch.policy import Policy, Progress, View, complete_now, decide, seed_delay
+from streamwatch.policy import Policy, Progress, View, complete_now, decide, effective_mode, seed_delay
 from streamwatch.simulate import PolicyProbe, Trace, simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 
 policies = st.builds(
-    Policy, mode=st.sampled_from(["stability", "producers", "records"]), max_num_repeat=st.integers(1, 12),
+    Policy, mode=st.sampled_from(["auto", "stability", "producers", "records"]), max_num_repeat=st.integers(1, 12),
     base_delay_s=st.integers(1, 900), decay=st.sampled_from(["constant", "divide", "exponential"]),
     quiet_s=st.integers(60, 3000), min_objects=st.integers(1, 5), max_observation_s=st.integers(3001, 90_000),
     settle_s=st.integers(0, 2000))
@@ -33,9 +33,11 @@ def views(draw):
     expected = draw(st.none() | st.integers(1, 5))
     done = draw(st.integers(0, 6))
     return View(now=now, objects=objects, started_at=started, last_object_at=last,
-                records=draw(st.none() | st.integers(0, 1000)), producers_expected=expected, producers_done=done,
-                records_sent=draw(st.integers(0, 1000)),
-                last_done_at=draw(st.floats(started, now)) if done else None)
+                records=draw(st.none() | st.integers(0, 1000)), producers_expected=expected,
+                producers_known=expected or 0, producers_done=done, counts_reported=draw(st.booleans()),
+                records_sent=draw(st.integers(0, 1000)), records_landed=draw(st.none() | st.booleans()),
+                last_done_at=draw(st.floats(started, now)) if done else None,
+                backlog_s=draw(st.sampled_from([0.0, 30.0, 10_000.0])))
 
 
 progresses = st.builds(Progress, repeated=st.integers(0, 20), last_count=st.none() | st.integers(0, 50),
@@ -59,18 +61,23 @@ def test_seed_delay_stays_within_sqs_limits(decay, base, repeated):
 def test_decisions_respect_delays_windows_and_producers(policy, progress, view):
     d = decide(policy, progress, view)
     assert 0 <= d.delay_s <= 900
+    mode = effective_mode(policy, view)
+    assert d.mode == mode and mode != "auto"
     if d.verdict == "ready":
-        assert view.objects >= policy.min_objects
-        if policy.mode == "stability":
+        assert view.objects >= policy.min_objects or (mode == "records" and view.records_sent == 0)
+        if mode == "stability":
             assert view.quiet_for >= policy.quiet_s and d.progress.repeated >= policy.max_num_repeat
         else:  # records and producers never declare before every producer is done
             assert view.all_done
+        if d.by_count:  # a count rule never trusts quiet the monitor's backlog could hide
+            assert view.now - (view.last_object_at or view.started_at) - view.backlog_s >= min(
+                policy.quiet_s, policy.settle_s)
         assert view.now - view.started_at < policy.max_observation_s
     if view.now - view.started_at >= policy.max_observation_s:
         assert d.verdict == "stalled"
     nudge = complete_now(policy, view)
     if nudge is not None:
-        assert policy.mode == "records" and view.all_done and view.records >= view.records_sent
+        assert mode == "records" and view.all_done and view.records_landed and view.counts_reported
 
 
 @settings(max_examples=150, deadline=None)
@@ -115,3 +122,65 @@ def test_simulate_reports_stalled_when_the_cap_is_hit(tmp_path):
                          env={"PYTHONPATH": str(ROOT / "lambdas"), "PATH": "/usr/bin:/bin"}, check=True)
     last = json.loads(out.stdout.strip().splitlines()[-1])
     assert last["stalled"] is True and last["declared_at"] is None
+
+
+@pytest.mark.parametrize("view, mode", [
+    (View(now=10, objects=1, started_at=0), "stability"),
+    (View(now=10, objects=1, started_at=0, window_start=0, window_end=5), "window"),
+    (View(now=10, objects=1, started_at=0, producers_expected=2, producers_known=2), "records"),
+    (View(now=10, objects=1, started_at=0, producers_expected=2, producers_known=2, producers_done=1,
+          counts_reported=False), "producers"),
+])
+def test_auto_picks_the_rule_per_dataset_from_what_is_known(view, mode):
+    assert effective_mode(Policy(mode="auto"), view) == mode
+
+
+def test_a_failure_ends_the_dataset_at_once_in_every_mode():
+    for mode in ("auto", "stability", "producers", "records"):
+        view = View(now=10, objects=0, started_at=0, failure="producer a failed: boom")
+        assert decide(Policy(mode=mode), Progress(), view).verdict == "failed"
+        assert complete_now(Policy(mode=mode), view).reason == "producer a failed: boom"
+
+
+def test_records_with_duplicates_wait_for_every_range():
+    # issue 15's trace: p0's records land 1.5 times and p1's last 500 land at t=400
+    doc = {"objects": [{"t": 60, "seqs": {"p0": [[0, 499]]}}, {"t": 65, "seqs": {"p1": [[0, 499]]}},
+                       {"t": 120, "seqs": {"p0": [[500, 999]]}}, {"t": 125, "seqs": {"p0": [[0, 499]]}},
+                       {"t": 400, "seqs": {"p1": [[500, 999]]}}],
+           "producers": [{"id": "p0", "done_at": 100, "records_sent": 1000},
+                         {"id": "p1", "done_at": 110, "records_sent": 1000}]}
+    r = simulate(Trace.from_doc(doc), PolicyProbe(Policy(mode="records")))
+    assert not r.false_positive and r.declared_at >= 400 and r.latency_s <= 5
+
+
+def test_a_backlog_in_the_monitor_holds_a_count_declaration():
+    quiet = View(now=1000, objects=3, started_at=0, last_object_at=100)
+    ready = decide(Policy(mode="stability", quiet_s=510), Progress(repeated=5, last_count=3), quiet)
+    assert ready.verdict == "ready" and ready.by_count
+    from dataclasses import replace
+    held = decide(Policy(mode="stability", quiet_s=510), Progress(repeated=5, last_count=3),
+                  replace(quiet, backlog_s=600))
+    assert held.verdict == "wait"
+
+
+def test_window_closes_after_its_grace_with_a_steady_count():
+    policy = Policy(mode="window", grace_s=300, base_delay_s=30, max_num_repeat=3)
+    view = View(now=3600 + 250, objects=4, started_at=100, last_object_at=3650, window_start=0, window_end=3600)
+    assert decide(policy, Progress(repeated=5, last_count=4), view).verdict == "wait"  # before end + grace
+    done = replace_view(view, now=3600 + 300)
+    assert decide(policy, Progress(repeated=2, last_count=4), done).verdict == "ready"
+    assert decide(policy, Progress(repeated=0, last_count=3), done).verdict == "wait"  # still changing
+    empty = View(now=3600 + 300, objects=0, started_at=3600, window_start=0, window_end=3600)
+    assert decide(policy, Progress(repeated=2, last_count=0), empty).verdict == "wait"
+    assert decide(Policy(mode="window", grace_s=300, emit_empty=True), Progress(repeated=2, last_count=0),
+                  empty).verdict == "ready"
+
+
+def test_the_chain_wakes_up_for_a_deadline():
+    view = View(now=100, objects=1, started_at=0, last_object_at=50, deadline_at=160)
+    assert decide(Policy(mode="stability", base_delay_s=300), Progress(), view).delay_s == 60
+
+
+def replace_view(view: View, **changes) -> View:
+    from dataclasses import replace
+    return replace(view, **changes)

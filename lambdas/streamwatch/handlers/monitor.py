@@ -1,16 +1,14 @@
-"""Monitor Lambda: SQS batches of S3 notifications -> exact per-dataset counts (streamwatch.counting)."""
+"""Monitor Lambda: SQS batches of object events -> exact per-dataset counts (streamwatch.counting)."""
 
 from __future__ import annotations
-
-import os
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from streamwatch.counting import Monitor
-from streamwatch.settings import Resources, Settings
+from streamwatch.counting import Message, Monitor
+from streamwatch.handlers.common import environment, metric_name
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 
@@ -19,18 +17,27 @@ class NotCounted(Exception):
     """This message's objects could not all be counted; SQS redelivers it (the ledger drops repeats)."""
 
 
+def _sent_ts(record: dict) -> float | None:
+    sent = record.get("attributes", {}).get("SentTimestamp")
+    return int(sent) / 1000 if sent else None
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context) -> dict:
-    monitor = Monitor(Settings.from_env(os.environ), Resources.from_env(os.environ))
+    monitor = Monitor(*environment(logger))
     records = event.get("Records", [])
-    result = monitor.process([(r["messageId"], r.get("body", "")) for r in records])
+    result = monitor.process([Message(r["messageId"], r.get("body", ""), _sent_ts(r)) for r in records])
     metrics.add_metric("ObjectsCounted", MetricUnit.Count, result.counted)
     metrics.add_metric("DuplicateNotifications", MetricUnit.Count, result.duplicates)
     metrics.add_metric("DynamoDBRequests", MetricUnit.Count, result.dynamodb_requests)
+    if result.error_records:
+        metrics.add_metric("ErrorOutputRecords", MetricUnit.Count, result.error_records)
+    if result.unattributed_error_records:
+        metrics.add_metric("ErrorOutputRecordsUnattributed", MetricUnit.Count, result.unattributed_error_records)
     for reason, n in result.skipped.items():
-        metrics.add_metric(f"Skipped{reason}", MetricUnit.Count, n)
+        metrics.add_metric(metric_name("Skipped", reason), MetricUnit.Count, n)
 
     def record_handler(record: SQSRecord) -> None:
         if record.message_id in result.failed_message_ids:

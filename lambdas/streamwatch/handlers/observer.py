@@ -9,9 +9,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from streamwatch.handlers.common import environment, metric_name
 from streamwatch.observing import OBSERVER_TIMEOUT_S, Observer
 from streamwatch.s3_events import Skip
-from streamwatch.settings import Resources, Settings
 from streamwatch.ticks import Tick
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
@@ -24,19 +24,21 @@ def handler(event: dict, context) -> dict:
     # How long a declaring invocation has to publish before another message takes over (default: twice the
     # function timeout); the local run, whose "functions" are fast, shortens it.
     lease = float(os.environ.get("STREAMWATCH_PUBLISH_LEASE_S", 2 * OBSERVER_TIMEOUT_S))
-    observer = Observer(Settings.from_env(os.environ), Resources.from_env(os.environ), lease_s=lease)
+    observer = Observer(*environment(logger), lease_s=lease)
 
     def record_handler(record: SQSRecord) -> None:
         try:
             message = Tick.decode(record.body)
         except Skip as skip:
             logger.warning("skipped observer message", extra={"reason": skip.reason, "detail": str(skip)})
-            metrics.add_metric(f"Skipped{skip.reason}", MetricUnit.Count, 1)
+            metrics.add_metric(metric_name("Skipped", skip.reason), MetricUnit.Count, 1)
             return
         outcome = observer.handle(message)
         logger.info("observed", extra={"dataset_id": message.dataset_id, "tick": message.tick,
                                        "kind": message.kind, "outcome": outcome})
-        metrics.add_metric(f"Observer_{outcome}", MetricUnit.Count, 1)
+        for part in outcome.split("+"):
+            if part:
+                metrics.add_metric(metric_name("Observer", part), MetricUnit.Count, 1)
 
     return process_partial_response(event=event, record_handler=record_handler,
                                     processor=BatchProcessor(event_type=EventType.SQS), context=context)

@@ -1,0 +1,193 @@
+"""The producer envelope, and reading it back out of delivered objects. Pure: no AWS.
+
+Every record a streamwatch producer sends (client, `streamwatch put`, the producer Lambda) starts with one
+reserved field, `"_sw":"<producer>:<seq>"`, then the fields its dataset rule partitions by, then the user's own
+fields: `{"_sw":"a:17","dataset_id":"orders-1","order_id":1}`. The sequence numbers of one producer run
+0, 1, 2, ... in the order of `put`, so the records a producer sent are exactly `[0, records_sent)`.
+
+The monitor finds the envelope with one regular-expression scan per object (no JSON parse per line): Firehose
+writes each record as it was sent, plus a newline, so the envelope sits right after a newline. Lines without it
+are foreign (someone else's writer) and are counted, never used for completion. A producer's sequence numbers
+are kept as merged intervals, so a record delivered twice (a Firehose retry, a producer resending) counts once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+FIELD = "_sw"
+PRODUCER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_ENVELOPE_RE = re.compile(rb'\n\{"_sw":"([A-Za-z0-9._-]+):([0-9]+)"')
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class RecordError(ValueError):
+    """A record the producer cannot send: not JSON-serializable, not a JSON object, or too large."""
+
+
+def valid_producer_id(producer_id: object) -> bool:
+    return isinstance(producer_id, str) and bool(PRODUCER_ID_RE.match(producer_id))
+
+
+def wrap(record: dict | bytes | str, producer_id: str, seq: int, fields: dict[str, str]) -> bytes:
+    """One record as it goes to Firehose: envelope first, then the rule's fields, then the record's own."""
+    head = json.dumps({FIELD: f"{producer_id}:{seq}", **fields}, separators=(",", ":"))[:-1]
+    if isinstance(record, dict):
+        if FIELD in record:
+            raise RecordError(f"record field {FIELD!r} is reserved for streamwatch's envelope")
+        try:
+            body = json.dumps(record, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise RecordError(f"record is not JSON-serializable: {exc}") from None
+        inner = body[1:-1]
+        for name, value in fields.items():  # the rule's fields are ours to set; a different value would misfile it
+            if name in record and record[name] != value:
+                raise RecordError(f"record field {name!r}={record[name]!r} contradicts its dataset ({value!r})")
+        inner = _drop_keys(record, fields) if any(n in record for n in fields) else inner
+        return (head + ("," + inner if inner else "") + "}").encode()
+    data = record.encode() if isinstance(record, str) else bytes(record)
+    data = data.strip()
+    if not (data.startswith(b"{") and data.endswith(b"}")):
+        raise RecordError("a bytes record must be one JSON object ({...}); dataset rules partition by its fields")
+    if b"\n" in data:
+        raise RecordError("a record must be one line: newlines delimit records in the delivered objects")
+    inner = data[1:-1].strip()
+    return head.encode() + (b"," + inner if inner else b"") + b"}"
+
+
+def _drop_keys(record: dict, fields: dict[str, str]) -> str:
+    rest = {k: v for k, v in record.items() if k not in fields}
+    return json.dumps(rest, separators=(",", ":"), allow_nan=False)[1:-1]
+
+
+# --- intervals -----------------------------------------------------------------------------------------------
+Interval = tuple[int, int]  # inclusive [first, last]
+
+
+def merge(intervals: Iterable[Interval]) -> list[Interval]:
+    out: list[list[int]] = []
+    for first, last in sorted(intervals):
+        if out and first <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], last)
+        else:
+            out.append([first, last])
+    return [(a, b) for a, b in out]
+
+
+def size(intervals: Iterable[Interval]) -> int:
+    return sum(b - a + 1 for a, b in intervals)
+
+
+def covers(intervals: list[Interval], count: int) -> bool:
+    """True if the merged intervals hold exactly every number in [0, count)."""
+    if count == 0:
+        return not intervals
+    return len(intervals) == 1 and intervals[0] == (0, count - 1)
+
+
+def encode(intervals: Iterable[Interval]) -> str:
+    """Compact text for DynamoDB: '0-499,600-1099'."""
+    return ",".join(f"{a}-{b}" for a, b in intervals)
+
+
+def decode(text: str | None) -> list[Interval]:
+    if not text:
+        return []
+    return [(int(a), int(b)) for a, b in (part.split("-") for part in text.split(","))]
+
+
+def from_seqs(seqs: list[int]) -> list[Interval]:
+    """Sorted, merged intervals of a list of sequence numbers (duplicates allowed)."""
+    if not seqs:
+        return []
+    seqs = sorted(seqs)
+    out, first, last = [], seqs[0], seqs[0]
+    for s in seqs[1:]:
+        if s > last + 1:
+            out.append((first, last))
+            first = s
+        last = max(last, s)
+    out.append((first, last))
+    return out
+
+
+# --- scanning delivered objects -------------------------------------------------------------------------------
+@dataclass
+class Scan:
+    """What one object holds: lines, lines without the envelope, and each producer's sequence numbers."""
+
+    lines: int = 0
+    foreign: int = 0
+    seqs: dict[str, list[Interval]] = field(default_factory=dict)
+
+    @property
+    def enveloped(self) -> int:
+        return self.lines - self.foreign
+
+
+class Scanner:
+    """Feed an object's bytes in chunks (gzip detected by its magic bytes); read `result()` at the end."""
+
+    def __init__(self) -> None:
+        self._tail = b"\n"  # a virtual newline before the first line, so the first envelope matches too
+        self._inflate = None
+        self._first = True
+        self._lines = 0
+        self._found: dict[bytes, list[int]] = {}
+
+    def feed(self, chunk: bytes) -> None:
+        if self._first:
+            self._first = False
+            if chunk[:2] == GZIP_MAGIC:
+                self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        if self._inflate is not None:
+            chunk = self._inflate.decompress(chunk)
+        if not chunk:
+            return
+        data = self._tail + chunk
+        cut = data.rfind(b"\n")  # scan whole lines only; the rest waits for the next chunk
+        whole, self._tail = data[:cut], data[cut:]
+        self._lines += whole.count(b"\n")  # each line in `whole` starts with the newline before it
+        self._collect(whole)
+
+    def _collect(self, data: bytes) -> None:
+        found = self._found
+        for producer, seq in _ENVELOPE_RE.findall(data):
+            bucket = found.get(producer)
+            if bucket is None:
+                bucket = found[producer] = []
+            bucket.append(int(seq))
+
+    def result(self) -> Scan:
+        if self._inflate is not None:
+            rest = self._inflate.flush()
+            if rest:
+                self._inflate = None
+                self.feed(rest)
+        tail = self._tail
+        lines = self._lines
+        if tail.strip(b"\n"):  # a last record without a trailing newline is still a record
+            self._collect(tail)
+            lines += 1
+        found = self._found
+        enveloped = sum(len(v) for v in found.values())
+        return Scan(lines=lines, foreign=lines - enveloped,
+                    seqs={p.decode(): from_seqs(v) for p, v in found.items()})
+
+
+def scan(chunks: Iterable[bytes]) -> Scan:
+    scanner = Scanner()
+    for chunk in chunks:
+        scanner.feed(chunk)
+    return scanner.result()
+
+
+def lines_of(data: bytes) -> Iterator[bytes]:
+    """The records of a delivered object (tests and the local Firehose emulation)."""
+    for line in data.split(b"\n"):
+        if line:
+            yield line
