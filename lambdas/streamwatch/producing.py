@@ -1,36 +1,206 @@
-"""Producers: records to Firehose with PutRecordBatch, never losing one silently; and the run starter.
+"""Producing: records to Firehose with PutRecordBatch, never losing one silently; run registration and the
+producer reports that tell the observer what to expect.
 
 Limits (Firehose): <= 500 records and <= 4 MiB per call, <= 1000 KiB per record. A 200 response can still
 carry `FailedPutCount > 0`: only the entries with an `ErrorCode` are resent, with exponential backoff and full
-jitter, a bounded number of times; whatever still fails is returned with its error (and logged), and the
-producer's done-report counts only what Firehose accepted.
+jitter, a bounded number of times; whatever still fails is returned with its error (and logged).
+
+Packing: Firehose bills each record rounded up to 5 KB, so a 200-byte record costs as much as 5 KB. A stream that
+de-aggregates JSON (`RecordDeAggregationProcessor`, which the construct's stream turns on) splits a record made
+of several JSON objects back into them before partitioning, so the sender packs up to 500 small records (and at
+most 1000 KiB) into one Firehose record. Each still lands as one line.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from streamwatch import aws, clock
+from streamwatch.envelope import RecordError
 from streamwatch.policy import Policy, complete_now
-from streamwatch.s3_events import PARTITION_FIELD, valid_dataset_id
+from streamwatch.rules import valid_dataset_id
 from streamwatch.settings import Resources, Settings
-from streamwatch.store import Store
+from streamwatch.store import OBSERVING, Store
 from streamwatch.ticks import Tick, send
 
 MAX_BATCH_RECORDS = 500
 MAX_BATCH_BYTES = 4 * 1024 * 1024
 MAX_RECORD_BYTES = 1000 * 1024
+MAX_PACKED = 500  # Firehose de-aggregates at most 500 records from one
+BILLING_UNIT = 5 * 1024  # Firehose ingestion is billed per record, rounded up to 5 KB
 log = logging.getLogger(__name__)
 
 
-class RecordTooLarge(ValueError):
+class RecordTooLarge(RecordError):
     """A record over Firehose's 1000 KiB limit: rejected up front rather than dropped by the service."""
+
+
+def check_dataset_id(dataset_id: str) -> None:
+    if not valid_dataset_id(dataset_id):
+        raise ValueError(f"dataset id {dataset_id!r} must match [A-Za-z0-9][A-Za-z0-9._~-]{{0,254}}")
+
+
+@dataclass
+class Entry:
+    """One Firehose record: one record, or several packed together; `seqs` are the sequence numbers it holds."""
+
+    data: bytes
+    seqs: list[int]
+
+
+@dataclass
+class SendResult:
+    records: int = 0  # records accepted
+    entries: int = 0  # Firehose records accepted (packed ones hold several)
+    retries: int = 0
+    billed_bytes: int = 0  # ingestion as Firehose bills it: each accepted entry rounded up to 5 KB
+    failed: list[dict] = field(default_factory=list)  # {"seq": n, "error": "ServiceUnavailableException"}
+
+    def add(self, other: SendResult) -> None:
+        self.records += other.records
+        self.entries += other.entries
+        self.retries += other.retries
+        self.billed_bytes += other.billed_bytes
+        self.failed += other.failed
+
+
+def billed(size: int) -> int:
+    return max(1, math.ceil(size / BILLING_UNIT)) * BILLING_UNIT
+
+
+def pack(records: list[tuple[int, bytes]], enabled: bool) -> list[Entry]:
+    """(seq, data) records -> Firehose entries: back-to-back JSON objects when packing, else one each."""
+    if not enabled:
+        return [Entry(data, [seq]) for seq, data in records]
+    entries, data, seqs = [], [], []
+    size = 0
+    for seq, record in records:
+        if data and (len(seqs) == MAX_PACKED or size + len(record) > MAX_RECORD_BYTES):
+            entries.append(Entry(b"".join(data), seqs))
+            data, seqs, size = [], [], 0
+        data.append(record)
+        seqs.append(seq)
+        size += len(record)
+    if data:
+        entries.append(Entry(b"".join(data), seqs))
+    return entries
+
+
+def batches(entries: Iterable[Entry]) -> Iterator[list[Entry]]:
+    """Entries in PutRecordBatch calls within every limit."""
+    batch, size = [], 0
+    for entry in entries:
+        if len(entry.data) > MAX_RECORD_BYTES:
+            raise RecordTooLarge(f"record {entry.seqs[0]} is {len(entry.data)} bytes; Firehose accepts at most "
+                                 f"{MAX_RECORD_BYTES}")
+        if batch and (len(batch) == MAX_BATCH_RECORDS or size + len(entry.data) > MAX_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(entry)
+        size += len(entry.data)
+    if batch:
+        yield batch
+
+
+class Sender:
+    """PutRecordBatch with resends of refused entries (backoff with full jitter), on one shared client."""
+
+    def __init__(self, stream: str, firehose=None, *, concurrency: int = 4, max_attempts: int = 8,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.stream = stream
+        self.firehose = firehose or aws.client("firehose", max_pool_connections=concurrency + 2)
+        self.max_attempts, self.sleep = max_attempts, sleep
+
+    def put(self, batch: list[Entry]) -> SendResult:
+        result, pending, errors = SendResult(), batch, {}
+        for attempt in range(self.max_attempts):
+            if attempt:
+                result.retries += 1
+                self.sleep(aws.backoff_s(attempt, base=0.1, cap=5.0))
+            try:
+                response = self.firehose.put_record_batch(
+                    DeliveryStreamName=self.stream, Records=[{"Data": e.data} for e in pending])
+            except Exception as exc:  # botocore already retried the call; try the batch again, bounded
+                errors = {id(e): type(exc).__name__ for e in pending}
+                continue
+            refused = []
+            for entry, r in zip(pending, response["RequestResponses"], strict=True):
+                if r.get("ErrorCode"):
+                    refused.append(entry)
+                    errors[id(entry)] = r["ErrorCode"]
+                else:
+                    result.records += len(entry.seqs)
+                    result.entries += 1
+                    result.billed_bytes += billed(len(entry.data))
+            pending = refused
+            if not pending:
+                return result
+        result.failed = [{"seq": seq, "error": errors.get(id(e), "Unknown")} for e in pending for seq in e.seqs]
+        return result
+
+
+# --- the sample records (the producer Lambda's default record source) -------------------------------------
+def sample_records(request: dict) -> Iterator[dict]:
+    """Realistic records: a timestamp, a sensor, a value and a payload (the envelope adds producer and seq)."""
+    producer_id = str(request.get("producer_id", "p"))
+    rng = random.Random(f"{request.get('dataset_id')}/{producer_id}")
+    payload_bytes = int(request.get("payload_bytes", 200))
+    for _ in range(int(request.get("records", 0))):
+        yield {"ts": round(time.time(), 3), "sensor": f"s-{rng.randrange(1000):03d}",
+               "value": round(rng.gauss(20, 5), 3),
+               "payload": "".join(rng.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=payload_bytes))}
+
+
+# --- runs and reports ---------------------------------------------------------------------------------------
+def start_chain(resources: Resources, store: Store, dataset_id: str) -> None:
+    """Start the dataset's observer chain unless it runs (a duplicate tick 0 is dropped by the observer)."""
+    state = store.get_state(dataset_id)
+    if state is not None and state.status == OBSERVING and not state.chain_started:
+        send(resources.observer_queue_url, [(Tick(dataset_id, 0, "tick"), 0)])
+        store.mark_chain_started(dataset_id)
+
+
+def nudge(settings: Settings, resources: Resources, store: Store, dataset_id: str, *, always: bool = False) -> bool:
+    """After a report: make sure the chain runs, and ask the observer to check now if the dataset may have
+    become complete (or failed). Returns whether a nudge was sent."""
+    state = store.get_state(dataset_id)
+    if state is None or state.status != OBSERVING:
+        return False
+    if not state.chain_started:
+        start_chain(resources, store, dataset_id)
+        state = store.get_state(dataset_id)
+    view = state.view(clock.get().now())
+    if not always and not view.failure:
+        if not (view.all_done and view.counts_reported):
+            return False
+        try:
+            rule = settings.rules.find(state.rule)
+        except Exception:
+            rule = None
+        view = state.view(clock.get().now(), records_landed=store.records_landed(state))
+        if complete_now(Policy.from_settings(settings, rule), view) is None:
+            return False
+    send(resources.observer_queue_url, [(Tick(dataset_id, state.tick, "nudge"), 0)])
+    return True
+
+
+def start_run(settings: Settings, resources: Resources, dataset_id: str, producers: list[str], *,
+              store: Store | None = None, deadline_ts: float | None = None) -> None:
+    """Register a dataset with its expected producers and start observing it (idempotent)."""
+    check_dataset_id(dataset_id)
+    store = store or Store.from_settings(settings, resources)
+    rule = settings.rules.rule_for(dataset_id)
+    _, window_start = rule.parse_id(dataset_id)
+    window = (window_start, window_start + rule.window_s) if window_start is not None else None
+    store.register_run(dataset_id, producers, clock.get().now(), rule=rule.name, window=window,
+                       deadline_ts=deadline_ts)
+    start_chain(resources, store, dataset_id)
+    nudge(settings, resources, store, dataset_id, always=True)  # registered after objects landed: switch now
 
 
 @dataclass
@@ -38,116 +208,34 @@ class ProducerReport:
     dataset_id: str
     producer_id: str
     records_sent: int = 0
+    entries: int = 0
     batches: int = 0
     retries: int = 0
-    failed: list[dict] = field(default_factory=list)  # {"seq": n, "error": "ServiceUnavailableException"}
-    reported_done: bool = False
+    billed_bytes: int = 0
+    failed: list[dict] = field(default_factory=list)
+    reported: str = ""  # "done", "failed", or "" (a retry of a report already made)
+    error: str | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out["failed"] = self.failed[:50]
+        out["failed_count"] = len(self.failed)
+        return out
 
 
-def make_records(dataset_id: str, producer_id: str, count: int, start: int = 0,
-                 payload_bytes: int = 200) -> Iterator[bytes]:
-    """Realistic JSON records: dataset and producer ids, a sequence number, a timestamp, a small payload."""
-    rng = random.Random(f"{dataset_id}/{producer_id}")
-    for seq in range(start, start + count):
-        yield json.dumps({
-            PARTITION_FIELD: dataset_id, "producer_id": producer_id, "seq": seq, "ts": round(time.time(), 3),
-            "sensor": f"s-{rng.randrange(1000):03d}", "value": round(rng.gauss(20, 5), 3),
-            "payload": "".join(rng.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=payload_bytes)),
-        }, separators=(",", ":")).encode()
+def load_record_source(spec: str) -> Callable[[dict], Iterable]:
+    """`package.module:function` -> the function (the producer Lambda's record source); empty: sample records."""
+    if not spec:
+        return sample_records
+    import importlib
 
-
-def batches(records: Iterable[bytes]) -> Iterator[list[tuple[int, bytes]]]:
-    """(seq, data) batches within every PutRecordBatch limit; a record over the limit raises."""
-    batch, size = [], 0
-    for seq, data in enumerate(records):
-        if len(data) > MAX_RECORD_BYTES:
-            raise RecordTooLarge(f"record {seq} is {len(data)} bytes; Firehose accepts at most {MAX_RECORD_BYTES}")
-        if batch and (len(batch) == MAX_BATCH_RECORDS or size + len(data) > MAX_BATCH_BYTES):
-            yield batch
-            batch, size = [], 0
-        batch.append((seq, data))
-        size += len(data)
-    if batch:
-        yield batch
-
-
-class Producer:
-    def __init__(self, settings: Settings, resources: Resources, *, store: Store | None = None,
-                 firehose=None, max_attempts: int = 8, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.settings, self.resources = settings, resources
-        self.store = store or Store.from_settings(settings, resources)
-        self.firehose = firehose or aws.client("firehose", max_pool_connections=settings.producer_concurrency + 2)
-        self.max_attempts, self.sleep = max_attempts, sleep
-
-    def run(self, dataset_id: str, producer_id: str, records: Iterable[bytes],
-            pace: Callable[[int], None] | None = None) -> ProducerReport:
-        """Send every record, report done once. `pace(i)` is called before batch i is handed out (the local
-        run uses it to spread a producer's sending over time)."""
-        if not valid_dataset_id(dataset_id):
-            raise ValueError(f"dataset id {dataset_id!r} must match [A-Za-z0-9][A-Za-z0-9._-]{{0,127}}")
-        report = ProducerReport(dataset_id, producer_id)
-        self.store.report_started(dataset_id, producer_id, clock.get().now())
-        all_batches = list(batches(records))  # validates every record before the first one is sent
-        with ThreadPoolExecutor(max_workers=self.settings.producer_concurrency) as pool:
-            futures = []
-            for i, batch in enumerate(all_batches):
-                if pace:
-                    pace(i)
-                futures.append(pool.submit(self._put, batch))
-            for sent, retries, failed in (f.result() for f in futures):
-                report.records_sent += sent
-                report.retries += retries
-                report.failed += failed
-        report.batches = len(all_batches)
-        if report.failed:
-            log.error("records not accepted by Firehose", extra={"dataset_id": dataset_id,
-                      "producer_id": producer_id, "failed": report.failed[:50], "failed_count": len(report.failed)})
-        report.reported_done = self.store.report_done(dataset_id, producer_id, report.records_sent,
-                                                       clock.get().now())
-        self._nudge(dataset_id)
-        return report
-
-    def _put(self, batch: list[tuple[int, bytes]]) -> tuple[int, int, list[dict]]:
-        pending, sent, errors = batch, 0, {}
-        for attempt in range(self.max_attempts):
-            if attempt:
-                self.sleep(aws.backoff_s(attempt, base=0.1, cap=5.0))
-            try:
-                response = self.firehose.put_record_batch(
-                    DeliveryStreamName=self.resources.stream, Records=[{"Data": data} for _, data in pending])
-            except Exception as exc:  # botocore already retried the call; try the batch again, bounded
-                errors = {seq: type(exc).__name__ for seq, _ in pending}
-                continue
-            results = response["RequestResponses"]
-            still = [(entry, r) for entry, r in zip(pending, results, strict=True) if r.get("ErrorCode")]
-            sent += len(pending) - len(still)
-            errors = {entry[0]: r["ErrorCode"] for entry, r in still}
-            pending = [entry for entry, _ in still]
-            if not pending:
-                return sent, attempt, []
-        return sent, self.max_attempts - 1, [{"seq": seq, "error": errors.get(seq, "Unknown")} for seq, _ in pending]
-
-    def _nudge(self, dataset_id: str) -> None:
-        """In records mode the last done-report may complete the dataset: ask the observer to check now."""
-        if not self.settings.count_records:
-            return
-        state = self.store.get_state(dataset_id)
-        if state and state.chain_started and complete_now(Policy.from_settings(self.settings),
-                                                          state.view(clock.get().now())):
-            send(self.resources.observer_queue_url, [(Tick(dataset_id, state.tick, "nudge"), 0)])
-
-
-def start_run(settings: Settings, resources: Resources, dataset_id: str, producers: list[dict],
-              invoke: Callable[[dict], None], store: Store | None = None) -> list[dict]:
-    """Register a dataset with its expected producers, then fan out one produce request per producer."""
-    if not valid_dataset_id(dataset_id):
-        raise ValueError(f"dataset id {dataset_id!r} must match [A-Za-z0-9][A-Za-z0-9._-]{{0,127}}")
-    store = store or Store.from_settings(settings, resources)
-    store.register_run(dataset_id, len(producers), clock.get().now())
-    requests = [{"action": "produce", "dataset_id": dataset_id, **p} for p in producers]
-    for request in requests:
-        invoke(request)
-    return requests
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImportError(f"record_source {spec!r}: cannot import {module_name!r} ({exc}); is producer_code_dir "
+                          "bundled?") from exc
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise ImportError(f"record_source {spec!r}: {module_name!r} has no {attribute!r}") from None

@@ -1,52 +1,68 @@
 """Producer Lambda (and run starter): `{"action": "start_run", ...}` or `{"action": "produce", ...}`.
 
 start_run: {"dataset_id": "d1", "producers": [{"producer_id": "p1", "records": 1000}, ...]}
-           (or "producers": 4, "records_per_producer": 1000) -> registers the dataset, invokes producers async.
-produce:   {"dataset_id": "d1", "producer_id": "p1", "records": 1000} -> PutRecordBatch, then the done-report.
+           (or "producers": 4, "records_per_producer": 1000; optional "expected_by") -> registers the dataset and
+           its producers, invokes one producer per entry asynchronously.
+produce:   {"dataset_id": "d1", "producer_id": "p1", ...} -> the record source (setting `record_source`,
+           'package.module:function', called with this request; default: sample records) through the producer
+           client; the client reports done, or failed if the source raises.
 """
 
 from __future__ import annotations
 
 import json
-import os
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from streamwatch import aws
-from streamwatch.producing import Producer, make_records, start_run
-from streamwatch.settings import Resources, Settings
+from streamwatch.client import Run
+from streamwatch.deployment import Deployment
+from streamwatch.handlers.common import environment
+from streamwatch.producing import load_record_source
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 
 
-def producer_list(event: dict) -> list[dict]:
-    producers = event.get("producers", Settings.from_env(os.environ).producer_count)
+def producer_list(event: dict, default_count: int) -> list[dict]:
+    producers = event.get("producers", default_count)
     if isinstance(producers, int):
         per = int(event.get("records_per_producer", 1000))
         return [{"producer_id": f"p{i + 1}", "records": per} for i in range(producers)]
-    return [{"producer_id": str(p["producer_id"]), "records": int(p["records"])} for p in producers]
+    return [{**p, "producer_id": str(p["producer_id"])} for p in producers]
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context) -> dict:
-    settings, resources = Settings.from_env(os.environ), Resources.from_env(os.environ)
+    settings, resources = environment(logger)
+    deployment = Deployment(settings, resources)
     action = event.get("action")
     if action == "start_run":
-        def invoke(request: dict) -> None:
+        producers = producer_list(event, settings.producer_count)
+        Run.start(event["dataset_id"], [p["producer_id"] for p in producers], resources=resources, settings=settings,
+                  expected_by=event.get("expected_by"))
+        for p in producers:
+            request = {**{k: v for k, v in event.items() if k not in ("action", "producers")}, **p,
+                       "action": "produce"}
             aws.client("lambda").invoke(FunctionName=resources.producer_function, InvocationType="Event",
                                         Payload=json.dumps(request).encode())
-        requests = start_run(settings, resources, event["dataset_id"], producer_list(event), invoke)
-        return {"dataset_id": event["dataset_id"], "producers": len(requests)}
+        return {"dataset_id": event["dataset_id"], "producers": len(producers)}
     if action == "produce":
-        dataset_id, producer_id = event["dataset_id"], str(event["producer_id"])
-        report = Producer(settings, resources).run(dataset_id, producer_id,
-                                                   make_records(dataset_id, producer_id, int(event["records"])))
+        run = Run(event["dataset_id"], deployment)
+        producer_id = str(event["producer_id"])
+        reported = {p["producer_id"]: p["status"] for p in run.store.producers(run.dataset_id)}
+        if reported.get(producer_id) in ("done", "failed"):  # a retried invocation after its report: resume = done
+            logger.info("producer already reported", extra={"producer_id": producer_id,
+                                                            "status": reported[producer_id]})
+            return {"dataset_id": run.dataset_id, "producer_id": producer_id, "reported": reported[producer_id]}
+        source = load_record_source(settings.record_source)
+        with run.producer(producer_id) as producer:
+            producer.put_many(source(event))
+        report = producer.report
         metrics.add_metric("RecordsSent", MetricUnit.Count, report.records_sent)
-        metrics.add_metric("RecordsFailed", MetricUnit.Count, len(report.failed))
         metrics.add_metric("PutRetries", MetricUnit.Count, report.retries)
-        logger.info("producer finished", extra=report.to_dict() | {"failed": len(report.failed)})
+        logger.info("producer finished", extra=report.to_dict())
         return report.to_dict()
     raise ValueError(f"unknown action {action!r}: expected 'start_run' or 'produce'")
