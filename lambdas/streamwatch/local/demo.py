@@ -1,19 +1,21 @@
 """`streamwatch demo`: several datasets streamed at once through the real handlers on a local moto server,
-with live progress, every event as it arrives, a summary, and checks that fail the run when anything is off:
-a count, a dataset without exactly one Ready, a message in a DLQ."""
+with live progress (one line per dataset, refreshed in place in a terminal), every event as it arrives, a
+summary, and checks that fail the run when anything is off: a count, a record that landed twice and was counted
+twice, a dataset without exactly one Ready (or Failed, where a producer was made to fail), a message in a DLQ."""
 
 from __future__ import annotations
 
 import json
+import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from streamwatch import clock
-from streamwatch.events import AMENDED, READY, STALLED, parse_iso
+from streamwatch import clock, envelope
+from streamwatch.events import AMENDED, FAILED, READY, STALLED, parse_iso
 from streamwatch.local.sandbox import Chaos, Sandbox
-from streamwatch.s3_events import dataset_of_key
 from streamwatch.settings import Settings
+from streamwatch.status import plain, rich_table, row
 from streamwatch.store import Store
 
 # (dataset, [(producer, records, start, duration)]), start and duration in Firehose buffer intervals, so the
@@ -28,6 +30,7 @@ SMALL_SCENARIO = [
     ("alpha", [("p1", 1500, 0, 1.5), ("p2", 1000, 0.2, 1.2)]),
     ("beta", [("p1", 800, 0, 0.6), ("slow", 400, 1.3, 0.3)]),
 ]
+SCENARIOS = {"default": DEFAULT_SCENARIO, "small": SMALL_SCENARIO}
 
 
 def cdk_settings(overrides: dict) -> Settings:
@@ -38,15 +41,15 @@ def cdk_settings(overrides: dict) -> Settings:
             break
     else:
         context = {}
-    names = {f.name for f in fields(Settings)}
-    return Settings.from_mapping({**{k: v for k, v in context.items() if k in names}, **overrides})
+    return Settings.from_mapping(overrides, base=Settings.from_context(context))
 
 
 @dataclass
 class DatasetSummary:
     dataset_id: str
     records_sent: int
-    records_persisted: int
+    records_persisted: int  # distinct records in S3 (a record written twice counts once)
+    record_lines: int  # lines in S3, duplicates included
     records_counted: int | None
     records_failed: int
     objects_landed: int
@@ -54,73 +57,102 @@ class DatasetSummary:
     ready: int
     amended: int
     stalled: int
+    failed: int
     latency_s: float | None  # Ready's declaration after the last landing, virtual seconds
     ok: bool
     problems: list[str]
 
 
 def run_demo(settings: Settings, *, scenario=DEFAULT_SCENARIO, speed: float = 60.0, chaos: Chaos | None = None,
-             timeout_s: float = 150.0, log=print) -> dict:
+             timeout_s: float = 150.0, log=print, notifications: str = "s3", fail: tuple[str, ...] = (),
+             live: bool | None = None) -> dict:
+    """Run `scenario`; datasets named in `fail` get a producer whose own code raises (-> one Dataset Failed)."""
     chaos = chaos or Chaos()
     t_start = time.monotonic()
     log(f"streamwatch demo: {len(scenario)} datasets, mode={settings.mode}, buffer {settings.buffer_interval_s} s, "
-        f"quiet window {settings.quiet_s} s, clock x{speed:g}" + (f", chaos {asdict(chaos)}" if chaos.on() else ""))
-    with Sandbox(settings, speed=speed, chaos=chaos, log=log) as sb:
+        f"quiet window {settings.quiet_s} s, clock x{speed:g}, notifications via {notifications}"
+        + (f", chaos {asdict(chaos)}" if chaos.on() else ""))
+    live = sys.stdout.isatty() if live is None else live
+    with Sandbox(settings, speed=speed, chaos=chaos, log=log, notifications=notifications) as sb:
         log(f"moto server on {sb.endpoint}; bucket {sb.resources.bucket}, table {sb.resources.table}")
-        origin = clock.get().now()
         for dataset_id, producers in scenario:
             unit = settings.buffer_interval_s
-            sb.start_dataset(dataset_id, [{"producer_id": p, "records": n, "start_s": start * unit,
-                                           "duration_s": dur * unit} for p, n, start, dur in producers])
+            requests = [{"producer_id": p, "records": n, "start_s": start * unit, "duration_s": dur * unit}
+                        for p, n, start, dur in producers]
+            if dataset_id in fail:
+                requests[-1]["fail_after"] = requests[-1]["records"] // 2
+            sb.start_dataset(dataset_id, requests)
         store = Store(sb.resources.table, table=sb.table.Table(sb.resources.table))
         ids = [d for d, _ in scenario]
-        last_print = 0.0
-        while time.monotonic() - t_start < timeout_s:
-            time.sleep(0.25)
-            ready = {e["detail"]["dataset_id"] for e in sb.events if e["detail-type"] in (READY, STALLED)}
-            if time.monotonic() - last_print >= 1.0:
-                last_print = time.monotonic()
-                log(progress_line(sb, store, ids, clock.get().now() - origin))
-            if ready >= set(ids) and sb.quiet():
-                break
-        else:
-            log(f"timed out after {timeout_s:.0f} s")
+        _watch(sb, store, ids, timeout_s, t_start, log, live)
         time.sleep(1.5)  # let late duplicates and their (dropped) follow-ups pass through
-        summary = summarize(sb, store, ids, chaos)
+        summary = summarize(sb, store, ids, chaos, expect_failed=set(fail))
     summary["elapsed_s"] = round(time.monotonic() - t_start, 1)
     print_summary(summary, log)
     return summary
 
 
-def progress_line(sb: Sandbox, store: Store, ids: list[str], t: float) -> str:
-    states, _ = store.get_states(ids)
-    landed = {d: len(v) for d, v in sb.firehose.delivered.items()}
-    done = {}
-    for r in list(sb.reports):
-        done[r.dataset_id] = done.get(r.dataset_id, 0) + 1
-    parts = []
-    for d in ids:
-        s = states.get(d)
-        expected = s.producers_expected if s and s.producers_expected else "?"
-        parts.append(f"{d}: producers {done.get(d, 0)}/{expected} landed {landed.get(d, 0)} counted "
-                     f"{s.objects if s else 0} tick {s.tick if s else 0} {s.status if s else 'WAITING'}")
-    return f"[t={t:6.0f}s] " + " | ".join(parts)
+def _watch(sb: Sandbox, store: Store, ids: list[str], timeout_s: float, t_start: float, log, live: bool) -> None:
+    """Until every dataset is declared and nothing is in flight: the status table, in place or as lines."""
+    display = None
+    if live:
+        from rich.live import Live
+        display = Live(refresh_per_second=4, transient=False)
+        display.start()
+    last_print, last_shown = 0.0, None
+    try:
+        while time.monotonic() - t_start < timeout_s:
+            time.sleep(0.25)
+            declared = {e["detail"]["dataset_id"] for e in sb.events if e["detail-type"] in (READY, STALLED, FAILED)}
+            if time.monotonic() - last_print >= (0.25 if live else 2.0):
+                last_print = time.monotonic()
+                states, _ = store.get_states(ids)
+                now = clock.get().now()
+                rows = [row(states[d], now) for d in ids if d in states]
+                if display is not None:
+                    display.update(rich_table(rows, now, title=f"t = {now - sb_origin(sb):.0f} s (pipeline time)"))
+                elif [(r.status, r.objects, r.producers) for r in rows] != last_shown:  # plain: on change only
+                    last_shown = [(r.status, r.objects, r.producers) for r in rows]
+                    log(f"[t={now - sb_origin(sb):6.0f}s]\n" + plain(rows, now))
+            if declared >= set(ids) and sb.quiet():
+                break
+        else:
+            log(f"timed out after {timeout_s:.0f} s")
+    finally:
+        if display is not None:
+            display.stop()
 
 
-def summarize(sb: Sandbox, store: Store, ids: list[str], chaos: Chaos) -> dict:
+def sb_origin(sb: Sandbox) -> float:
+    return getattr(clock.get(), "origin", 0.0)
+
+
+def _persisted(sb: Sandbox, keys: list[str]) -> tuple[int, int]:
+    """Distinct enveloped records plus foreign lines, and all lines, in the listed objects."""
+    intervals: dict[str, list] = {}
+    lines = foreign = 0
+    for key in keys:
+        scan = envelope.scan([sb.s3.get_object(Bucket=sb.resources.bucket, Key=key)["Body"].read()])
+        lines += scan.lines
+        foreign += scan.foreign
+        for producer, ranges in scan.seqs.items():
+            intervals[producer] = envelope.merge(intervals.get(producer, []) + ranges)
+    return sum(envelope.size(v) for v in intervals.values()) + foreign, lines
+
+
+def summarize(sb: Sandbox, store: Store, ids: list[str], chaos: Chaos, expect_failed: set[str] = frozenset()) -> dict:
     listing: dict[str, list[str]] = {d: [] for d in ids}
-    for page in sb.s3.get_paginator("list_objects_v2").paginate(Bucket=sb.resources.bucket,
-                                                              Prefix=sb.settings.data_prefix):
-        for obj in page.get("Contents", []):
-            d = dataset_of_key(obj["Key"], sb.settings.data_prefix)
-            if d in listing:
-                listing[d].append(obj["Key"])
+    for prefix in sb.settings.rules.watched_prefixes:
+        for page in sb.s3.get_paginator("list_objects_v2").paginate(Bucket=sb.resources.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                match = sb.settings.rules.match(obj["Key"])
+                if match and match.dataset_id in listing:
+                    listing[match.dataset_id].append(obj["Key"])
     states, _ = store.get_states(ids)
     rows = []
     for d in ids:
         state = states.get(d)
-        persisted = sum(sb.s3.get_object(Bucket=sb.resources.bucket, Key=k)["Body"].read().count(b"\n")
-                        for k in listing[d])
+        persisted, lines = _persisted(sb, listing[d])
         reports = [r for r in sb.reports if r.dataset_id == d]
         mine = [e for e in sb.events if e["detail"]["dataset_id"] == d]
         kinds = [e["detail-type"] for e in mine]
@@ -133,29 +165,38 @@ def summarize(sb: Sandbox, store: Store, ids: list[str], chaos: Chaos) -> dict:
         sent = sum(r.records_sent for r in reports)
         if not state or state.objects != len(listing[d]):
             problems.append(f"counted {state.objects if state else 0} objects, S3 has {len(listing[d])}")
-        if persisted != sent:
-            problems.append(f"{sent} records sent, {persisted} persisted")
-        if sb.settings.count_records and state and state.records != persisted:
-            problems.append(f"counted {state.records} records, {persisted} persisted")
-        if kinds.count(READY) != 1:
-            problems.append(f"{kinds.count(READY)} Ready events")
-        elif ready[0]["detail"]["objects"] != len(listing[d]):
-            problems.append(f"Ready announced {ready[0]['detail']['objects']} of {len(listing[d])} objects")
-        if any(r.failed for r in reports):
-            problems.append(f"{sum(len(r.failed) for r in reports)} records refused by Firehose")
+        if d in expect_failed:
+            if kinds.count(FAILED) != 1 or READY in kinds:
+                problems.append(f"{kinds.count(FAILED)} Failed and {kinds.count(READY)} Ready events, expected "
+                                "one Failed and no Ready")
+        else:
+            if persisted != sent:
+                problems.append(f"{sent} records sent, {persisted} distinct records persisted")
+            if state and state.records is not None and state.records != persisted:
+                problems.append(f"counted {state.records} distinct records, {persisted} persisted")
+            if kinds.count(READY) != 1:
+                problems.append(f"{kinds.count(READY)} Ready events")
+            elif ready[0]["detail"]["objects"] != len(listing[d]):
+                problems.append(f"Ready announced {ready[0]['detail']['objects']} of {len(listing[d])} objects")
+            elif ready[0]["detail"]["records"] is not None and ready[0]["detail"]["records"] != persisted:
+                problems.append(f"Ready announced {ready[0]['detail']['records']} of {persisted} records")
+            if any(r.failed for r in reports):
+                problems.append(f"{sum(len(r.failed) for r in reports)} records refused by Firehose")
         rows.append(DatasetSummary(
-            dataset_id=d, records_sent=sent, records_persisted=persisted,
+            dataset_id=d, records_sent=sent, records_persisted=persisted, record_lines=lines,
             records_counted=state.records if state else None, records_failed=sum(len(r.failed) for r in reports),
             objects_landed=len(listing[d]), objects_counted=state.objects if state else 0,
             ready=kinds.count(READY), amended=kinds.count(AMENDED), stalled=kinds.count(STALLED),
-            latency_s=latency, ok=not problems, problems=problems))
+            failed=kinds.count(FAILED), latency_s=latency, ok=not problems, problems=problems))
     dlq = sb.dlq_depths()
     pollers = {p.name: asdict(p.stats) for p in sb.pollers}
-    return {"ok": all(r.ok for r in rows) and not any(dlq.values()), "mode": sb.settings.mode,
-            "dynamodb_calls_throttled": sb.throttled, "mid_batch_crashes": sb.mid_batch_crashes,
-            "datasets": [asdict(r) for r in rows], "dlq": dlq, "pollers": pollers, "chaos": asdict(chaos),
-            "firehose_error_records": sb.firehose.errors,
-            "put_retries": sum(r.retries for r in sb.reports)}
+    unexpected = [e for e in sb.producer_errors if "chaos: the producer's own code failed" not in e]
+    return {"ok": all(r.ok for r in rows) and not any(dlq.values()) and not unexpected, "mode": sb.settings.mode,
+            "notifications": sb.notifications, "dynamodb_calls_throttled": sb.throttled,
+            "mid_batch_crashes": sb.mid_batch_crashes, "duplicated_objects": sb.firehose.duplicated_objects,
+            "resent_records": sb.resent_records, "datasets": [asdict(r) for r in rows], "dlq": dlq,
+            "pollers": pollers, "chaos": asdict(chaos), "firehose_error_records": sb.firehose.errors,
+            "producer_errors": unexpected, "put_retries": sum(r.retries for r in sb.reports)}
 
 
 def print_summary(summary: dict, log=print) -> None:
@@ -164,15 +205,21 @@ def print_summary(summary: dict, log=print) -> None:
         f"{'Ready':>5s} {'Amended':>7s} {'latency s':>9s}  verdict")
     for r in summary["datasets"]:
         latency = "-" if r["latency_s"] is None else f"{r['latency_s']:+.0f}"
+        verdict = "ok" if r["ok"] else "WRONG: " + "; ".join(r["problems"])
+        if r["ok"] and r["failed"]:
+            verdict = "ok (failed as its producer did)"
         log(f"{r['dataset_id']:10s} {r['records_sent']:>11d}/{r['records_persisted']:<11d} "
             f"{r['objects_landed']:>11d}/{r['objects_counted']:<11d} {r['ready']:>5d} {r['amended']:>7d} "
-            f"{latency:>9s}  {'ok' if r['ok'] else 'WRONG: ' + '; '.join(r['problems'])}")
+            f"{latency:>9s}  {verdict}")
     log(f"DLQs: {summary['dlq']}; pollers: {summary['pollers']}; PutRecordBatch retries: {summary['put_retries']}; "
         f"DynamoDB calls throttled: {summary['dynamodb_calls_throttled']}; monitor crashes mid-batch: "
-        f"{summary['mid_batch_crashes']}")
+        f"{summary['mid_batch_crashes']}; objects Firehose wrote twice: {summary['duplicated_objects']}; records "
+        f"resent by retried producers: {summary['resent_records']}")
+    for error in summary["producer_errors"]:
+        log(f"producer error: {error}")
     log("latency: the Ready's declaration after the dataset's last object landed, in pipeline seconds")
     log("RESULT: " + ("every dataset exact, exactly one Ready each, nothing in a DLQ" if summary["ok"]
                       else "SOMETHING IS WRONG (see above)"))
 
 
-__all__ = ["DEFAULT_SCENARIO", "SMALL_SCENARIO", "Chaos", "cdk_settings", "run_demo"]
+__all__ = ["DEFAULT_SCENARIO", "SCENARIOS", "SMALL_SCENARIO", "Chaos", "cdk_settings", "run_demo"]

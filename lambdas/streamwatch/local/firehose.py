@@ -1,15 +1,23 @@
 """A Firehose delivery stream for the local run, where moto's writes one object per call at once.
 
-Does what the stack's stream does: dynamic partitioning by the record's `dataset_id` (the MetadataExtraction
-query), a newline appended to each record (AppendDelimiterToRecord), one buffer per partition flushed when
-it is `buffer_interval_s` old or holds `buffer_size_mib`, written under the same prefix
-(`s3_events.firehose_prefix`) with Firehose's object naming, records it cannot partition under the error
-prefix. Delivery takes a little longer than the interval, with jitter, as the real service's does. Time is
-the handlers' clock, so a scaled clock keeps every proportion.
+Does what the construct's stream does, in the order Firehose documents: multi-record de-aggregation of JSON
+(when records are packed), dynamic partitioning by the stream rule's fields (the MetadataExtraction query), a
+newline appended to each record (AppendDelimiterToRecord), one buffer per partition flushed when it is
+`buffer_interval_s` old or holds `buffer_size_mib`, written under the rule's prefix with Firehose's object
+naming. Time fields (`{yyyy}/{MM}/{dd}/{HH}`) come from the arrival time of the OLDEST record in the buffer, as
+Firehose's `!{timestamp:...}` does, so an hour's last object may hold records that arrived after the hour.
+Records it cannot partition, and records of partitions over the active-partition limit, go to the error output
+as Firehose writes it (JSON lines with `errorCode` and base64 `rawData`). Delivery takes a little longer than
+the interval, with jitter, as the real service's does. Time is the handlers' clock, so a scaled clock keeps
+every proportion.
+
+Chaos: `duplicate_records` writes a flushed buffer again as a second object (Firehose's at-least-once delivery);
+`put_failures` refuses entries with ErrorCode (HTTP 200, FailedPutCount > 0).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import threading
@@ -18,13 +26,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from streamwatch import clock
-from streamwatch.s3_events import PARTITION_FIELD, dataset_prefix, valid_dataset_id
+from streamwatch.rules import FIELD_VALUE_RE
 from streamwatch.settings import Settings
+
+ACTIVE_PARTITION_LIMIT = 500  # Firehose's default quota of active partitions per stream
 
 
 @dataclass
 class _Buffer:
-    opened: float
+    opened: float  # arrival of its oldest record (handlers' clock)
     deadline_s: float  # the interval, plus this buffer's delivery delay
     records: list[bytes] = field(default_factory=list)
     size: int = 0
@@ -33,68 +43,131 @@ class _Buffer:
 class LocalFirehose:
     """Implements `put_record_batch` like the boto3 client; a thread flushes buffers on time."""
 
-    def __init__(self, s3, bucket: str, settings: Settings, stream: str = "streamwatch-stream",
-                 jitter: float = 0.25, seed: int = 11) -> None:
+    def __init__(self, s3, bucket: str, settings: Settings, stream: str = "streamwatch-stream", *,
+                 jitter: float = 0.25, seed: int = 11, deaggregate: bool | None = None,
+                 duplicate_records: float = 0.0, put_failures: float = 0.0,
+                 active_partition_limit: int = ACTIVE_PARTITION_LIMIT) -> None:
         self.s3, self.bucket, self.settings, self.stream = s3, bucket, settings, stream
+        self.rule = settings.rules.stream_rule
+        self.deaggregate = settings.pack_records is not False if deaggregate is None else deaggregate
         self.jitter, self.rng = jitter, random.Random(seed)
-        self.buffers: dict[str, _Buffer] = {}
+        self.duplicate_records, self.put_failures = duplicate_records, put_failures
+        self.active_partition_limit = active_partition_limit
+        self.buffers: dict[tuple, _Buffer] = {}
         self.lock = threading.Lock()
         self.delivered: dict[str, list[tuple[str, int, float]]] = {}  # dataset -> [(key, records, landed)]
+        self.duplicated_objects = 0
         self.errors = 0
+        self.calls = 0
+        self.billed_bytes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="local-firehose", daemon=True)
         self._thread.start()
 
+    # --- the API -----------------------------------------------------------------------------------------
     def put_record_batch(self, DeliveryStreamName: str, Records: list[dict]) -> dict:  # noqa: N803 (boto3 names)
         responses, now = [], clock.get().now()
         with self.lock:
+            self.calls += 1
             for record in Records:
-                data = record["Data"]
-                try:
-                    dataset_id = json.loads(data)[PARTITION_FIELD]
-                    assert valid_dataset_id(dataset_id)
-                except Exception:
-                    self._write_error(data)
-                    responses.append({"RecordId": str(uuid.uuid4())})
+                if self.put_failures and self.rng.random() < self.put_failures:
+                    responses.append({"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "Slow down."})
                     continue
-                if dataset_id not in self.buffers:
-                    interval = self.settings.buffer_interval_s
-                    self.buffers[dataset_id] = _Buffer(now, interval * (1 + self.rng.uniform(0, self.jitter)))
-                buffer = self.buffers[dataset_id]
-                buffer.records.append(data + b"\n")
-                buffer.size += len(data) + 1
-                if buffer.size >= self.settings.buffer_size_mib * 1024 * 1024:
-                    self._flush(dataset_id)
+                data = record["Data"]
+                self.billed_bytes += max(1, -(-len(data) // 5120)) * 5120
+                for one in self._deaggregated(data):
+                    self._accept(one, now)
                 responses.append({"RecordId": str(uuid.uuid4())})
-        return {"FailedPutCount": 0, "Encrypted": False, "RequestResponses": responses}
+        failed = sum(1 for r in responses if "ErrorCode" in r)
+        return {"FailedPutCount": failed, "Encrypted": False, "RequestResponses": responses}
 
+    def _deaggregated(self, data: bytes) -> list[bytes]:
+        """JSON de-aggregation: back-to-back JSON objects become records (at most 500, as Firehose caps it)."""
+        if not self.deaggregate:
+            return [data]
+        text, decoder, pos, out = data.decode("utf-8", "replace"), json.JSONDecoder(), 0, []
+        while pos < len(text):
+            while pos < len(text) and text[pos] in " \r\n\t":
+                pos += 1
+            if pos >= len(text):
+                break
+            try:
+                _, end = decoder.raw_decode(text, pos)
+            except ValueError:
+                return [data]  # not JSON: partitioning will send it to the error output
+            out.append(text[pos:end].encode())
+            pos = end
+        return out[:500] if out else [data]
+
+    def _accept(self, data: bytes, now: float) -> None:
+        try:
+            doc = json.loads(data)
+            values = tuple(doc[n] for n in self.rule.value_fields)
+            if not all(isinstance(v, str) and FIELD_VALUE_RE.match(v) for v in values):
+                raise ValueError("partition key value")
+        except (ValueError, KeyError, TypeError):
+            self._write_errors([data], now, "DynamicPartitioning.MetadataExtractionFailed",
+                               "Non JSON record provided, or the partitioning key is missing")
+            return
+        if values not in self.buffers and len(self.buffers) >= self.active_partition_limit:
+            self._write_errors([data], now, "DynamicPartitioning.ActivePartitionsLimitExceeded",
+                               f"the stream has {self.active_partition_limit} active partitions")
+            return
+        if values not in self.buffers:
+            interval = self.settings.buffer_interval_s
+            self.buffers[values] = _Buffer(now, interval * (1 + self.rng.uniform(0, self.jitter)))
+        buffer = self.buffers[values]
+        buffer.records.append(data + b"\n")
+        buffer.size += len(data) + 1
+        if buffer.size >= self.settings.buffer_size_mib * 1024 * 1024:
+            self._flush(values)
+
+    # --- delivery ------------------------------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.wait(0.05):
             now = clock.get().now()
             with self.lock:
-                due = [d for d, b in self.buffers.items() if now - b.opened >= b.deadline_s]
-                for dataset_id in due:
-                    self._flush(dataset_id)
+                due = [k for k, b in self.buffers.items() if now - b.opened >= b.deadline_s]
+                for key in due:
+                    self._flush(key)
 
-    def _flush(self, dataset_id: str) -> None:
-        buffer = self.buffers.pop(dataset_id)
+    def _flush(self, values: tuple) -> None:
+        buffer = self.buffers.pop(values)
         body = b"".join(buffer.records)
-        now = datetime.now(UTC)
-        key = (f"{dataset_prefix(self.settings.data_prefix, dataset_id)}{self.stream}-1-"
-               f"{now:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4()}")
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
-        self.delivered.setdefault(dataset_id, []).append((key, len(buffer.records), clock.get().now()))
+        fields = dict(zip(self.rule.value_fields, values, strict=True))
+        arrived = datetime.fromtimestamp(buffer.opened, UTC)  # the oldest record's arrival, as Firehose stamps it
+        fields.update(yyyy=f"{arrived:%Y}", MM=f"{arrived:%m}", dd=f"{arrived:%d}", HH=f"{arrived:%H}")
+        prefix = self.rule.pattern.format(**fields)
+        match = self.rule.match(prefix + "x")
+        copies = 2 if self.duplicate_records and self.rng.random() < self.duplicate_records else 1
+        self.duplicated_objects += copies - 1
+        for _ in range(copies):
+            written = datetime.now(UTC)
+            key = f"{prefix}{self.stream}-1-{written:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4()}"
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+            self.delivered.setdefault(match.dataset_id, []).append((key, len(buffer.records), clock.get().now()))
 
-    def _write_error(self, data: bytes) -> None:
-        self.errors += 1
-        key = f"errors/processing-failed/{datetime.now(UTC):%Y/%m/%d}/{uuid.uuid4()}"
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data + b"\n")
+    def _write_errors(self, records: list[bytes], now: float, code: str, message: str) -> None:
+        self.errors += len(records)
+        ms = int(now * 1000)
+        lines = [json.dumps({"attemptsMade": 1, "arrivalTimestamp": ms, "errorCode": code, "errorMessage": message,
+                             "attemptEndingTimestamp": ms, "rawData": base64.b64encode(r).decode()}).encode()
+                 for r in records]
+        when = datetime.fromtimestamp(now, UTC)
+        prefix = self.settings.error_prefix or "errors/"
+        key = f"{prefix}processing-failed/{when:%Y/%m/%d}/{self.stream}-1-{when:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4()}"
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=b"\n".join(lines) + b"\n")
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2)
 
+    def flush_all(self) -> None:
+        """Deliver every open buffer now (tests that do not want to wait)."""
+        with self.lock:
+            for key in list(self.buffers):
+                self._flush(key)
+
     def idle(self) -> bool:
         with self.lock:
             return not self.buffers
-

@@ -1,8 +1,10 @@
-"""The stack's resources, created on a local (moto) endpoint from the same Settings and table layout.
+"""The construct's resources, created on a local (moto) endpoint from the same Settings and table layout.
 
-Used by the sandbox (`streamwatch demo`) and the tests: bucket + ObjectCreated:* notifications on the data
-prefix -> notification queue (with DLQ), state table (keys and TTL from `store`), observer queue (with DLQ),
-event bus with a rule that copies every streamwatch event to a queue the local run reads.
+Used by the sandbox (`streamwatch demo`) and the tests: bucket, notifications queue (with DLQ) fed either by the
+bucket's notification configuration (one filter per watched prefix, plus the error output) or, in EventBridge
+mode, by a rule on the default bus for `Object Created` events of this bucket and those prefixes; state table
+(keys, TTL and the `by_day` index from `store`); observer queue (with DLQ); the event bus with a rule that
+copies every streamwatch event to a queue the local run reads.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import boto3
 
 from streamwatch.events import DETAIL_TYPES, SOURCE
 from streamwatch.settings import Resources, Settings
-from streamwatch.store import PK, SK, TTL_ATTRIBUTE
+from streamwatch.store import LIST_INDEX, LIST_PK, LIST_SK, PK, SK, TTL_ATTRIBUTE
 
-MAX_RECEIVE_COUNT = 5  # as QueueWithDlq in the stack
+MAX_RECEIVE_COUNT = 5  # as the construct's queues
 
 
 @dataclass(frozen=True)
@@ -26,43 +28,108 @@ class LocalStack:
     notification_dlq_url: str
     observer_dlq_url: str
     events_queue_url: str  # every event on the bus lands here
+    raw_s3_queue_url: str = ""  # EventBridge mode: S3's own notifications, which the sandbox forwards as AWS would
+    notifications: str = "s3"
+
+    @property
+    def queues(self) -> dict:
+        """name -> {"queue", "dlq"}: what `streamwatch dlq` reads (the stack's `Queues` output)."""
+        return {"notifications": {"queue": self.notification_queue_url, "dlq": self.notification_dlq_url},
+                "observer": {"queue": self.resources.observer_queue_url, "dlq": self.observer_dlq_url}}
+
+
+def watched_prefixes(settings: Settings) -> list[str]:
+    """What object events are delivered for: every rule's literal prefix, and the error output."""
+    prefixes = list(settings.rules.watched_prefixes)
+    if settings.error_prefix:
+        prefixes.append(settings.error_prefix)
+    prefixes = sorted(set(prefixes))
+    return [p for p in prefixes if not any(q != p and p.startswith(q) for q in prefixes)]
+
+
+def object_created_pattern(bucket: str, prefixes: list[str]) -> dict:
+    """The EventBridge pattern for this bucket's new objects under the watched prefixes (the construct uses it)."""
+    key = [{"prefix": p} for p in prefixes] if any(prefixes) else [{"exists": True}]
+    return {"source": ["aws.s3"], "detail-type": ["Object Created"],
+            "detail": {"bucket": {"name": [bucket]}, "object": {"key": key}}}
 
 
 def _queue_with_dlq(sqs, name: str, visibility: int) -> tuple[str, str]:
     dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    dlq_arn = _arn(sqs, dlq)
     redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT})
     url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": str(visibility),
                                                        "RedrivePolicy": redrive})["QueueUrl"]
     return url, dlq
 
 
+def _arn(sqs, url: str) -> str:
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
 def create(settings: Settings, name: str = "streamwatch", *, visibility: int = 30,
-           session: boto3.Session | None = None) -> LocalStack:
+           session: boto3.Session | None = None, notifications: str = "s3") -> LocalStack:
     session = session or boto3.Session()
     s3, sqs, ddb, ev = (session.client(s) for s in ("s3", "sqs", "dynamodb", "events"))
     bucket, table = f"{name}-data", f"{name}-state"
     s3.create_bucket(Bucket=bucket)
     ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
                      KeySchema=[{"AttributeName": PK, "KeyType": "HASH"}, {"AttributeName": SK, "KeyType": "RANGE"}],
-                     AttributeDefinitions=[{"AttributeName": PK, "AttributeType": "S"},
-                                           {"AttributeName": SK, "AttributeType": "S"}])
+                     AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"}
+                                           for a in (PK, SK, LIST_PK, LIST_SK)],
+                     GlobalSecondaryIndexes=[{"IndexName": LIST_INDEX, "Projection": {"ProjectionType": "ALL"},
+                                              "KeySchema": [{"AttributeName": LIST_PK, "KeyType": "HASH"},
+                                                            {"AttributeName": LIST_SK, "KeyType": "RANGE"}]}])
     ddb.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True,
                                                                       "AttributeName": TTL_ATTRIBUTE})
-    notifications, notifications_dlq = _queue_with_dlq(sqs, f"{name}-notifications", visibility)
+    notification_queue, notifications_dlq = _queue_with_dlq(sqs, f"{name}-notifications", visibility)
     observer, observer_dlq = _queue_with_dlq(sqs, f"{name}-observer", visibility)
-    notifications_arn = sqs.get_queue_attributes(QueueUrl=notifications,
-                                                 AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"QueueConfigurations": [{
-        "QueueArn": notifications_arn, "Events": ["s3:ObjectCreated:*"],
-        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": settings.data_prefix}]}}}]})
+    prefixes = watched_prefixes(settings)
+    raw = ""
+    if notifications == "eventbridge":
+        # S3 -> the default bus -> a rule for this bucket's new objects under the watched prefixes -> the queue.
+        # moto's own S3 -> EventBridge events differ from AWS's (epoch `time`, `reason`), so S3's notifications
+        # go to a private queue and the sandbox puts the events AWS documents on the default bus.
+        raw = sqs.create_queue(QueueName=f"{name}-s3-raw")["QueueUrl"]
+        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"QueueConfigurations": [
+            {"QueueArn": _arn(sqs, raw), "Events": ["s3:ObjectCreated:*"]}]})
+        ev.put_rule(Name=f"{name}-objects", EventPattern=json.dumps(object_created_pattern(bucket, prefixes)))
+        ev.put_targets(Rule=f"{name}-objects", Targets=[{"Id": "notifications",
+                                                          "Arn": _arn(sqs, notification_queue)}])
+    else:
+        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"QueueConfigurations": [
+            {"QueueArn": _arn(sqs, notification_queue), "Events": ["s3:ObjectCreated:*"],
+             **({"Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": p}]}}} if p else {})}
+            for p in prefixes]})
     bus = f"{name}-bus"
     ev.create_event_bus(Name=bus)
     events_queue = sqs.create_queue(QueueName=f"{name}-events")["QueueUrl"]
-    events_arn = sqs.get_queue_attributes(QueueUrl=events_queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     ev.put_rule(Name=f"{name}-all", EventBusName=bus,
                 EventPattern=json.dumps({"source": [SOURCE], "detail-type": list(DETAIL_TYPES)}))
-    ev.put_targets(Rule=f"{name}-all", EventBusName=bus, Targets=[{"Id": "local", "Arn": events_arn}])
+    ev.put_targets(Rule=f"{name}-all", EventBusName=bus, Targets=[{"Id": "local", "Arn": _arn(sqs, events_queue)}])
     resources = Resources(table=table, bucket=bucket, stream=f"{name}-stream", observer_queue_url=observer,
-                          event_bus=bus, producer_function="local")
-    return LocalStack(resources, notifications, notifications_dlq, observer_dlq, events_queue)
+                          notification_queue_url=notification_queue, event_bus=bus, producer_function="local")
+    return LocalStack(resources, notification_queue, notifications_dlq, observer_dlq, events_queue, raw,
+                      notifications)
+
+
+def to_eventbridge(record: dict) -> dict:
+    """An S3 notification record -> the `Object Created` event S3 puts on EventBridge (AWS's documented shape:
+    key NOT URL-encoded, `reason` the API that created the object)."""
+    from urllib.parse import unquote_plus
+
+    reasons = {"Put": "PutObject", "Post": "PostObject", "Copy": "CopyObject",
+               "CompleteMultipartUpload": "CompleteMultipartUpload"}
+    s3 = record["s3"]
+    return {"version": "0", "id": record.get("responseElements", {}).get("x-amz-request-id", "local"),
+            "detail-type": "Object Created", "source": "aws.s3", "account": "123456789012",
+            # AWS sends whole seconds; the local run keeps the milliseconds, because its scaled clock would turn a
+            # truncated second into a minute of pipeline time
+            "time": record["eventTime"], "region": record.get("awsRegion", "us-east-1"),
+            "resources": [f"arn:aws:s3:::{s3['bucket']['name']}"],
+            "detail": {"version": "0", "bucket": {"name": s3["bucket"]["name"]},
+                       "object": {"key": unquote_plus(s3["object"]["key"]), "size": s3["object"].get("size", 0),
+                                  "etag": s3["object"].get("eTag", ""),
+                                  "sequencer": s3["object"].get("sequencer", "0")},
+                       "request-id": "local", "requester": "123456789012",
+                       "reason": reasons.get(record["eventName"].split(":", 1)[1], "PutObject")}}

@@ -1,15 +1,17 @@
-"""The whole pipeline on one machine: an embedded moto server on 127.0.0.1, the stack's resources built from
-the same Settings, the real handlers run in-process by pollers that behave like Lambda's SQS event source
+"""The whole pipeline on one machine: an embedded moto server on 127.0.0.1, the construct's resources built
+from the same Settings, the real handlers run in-process by pollers that behave like Lambda's SQS event source
 (batch size and window, partial batch failures, redelivery after the visibility timeout, DLQ after
 maxReceiveCount, DelaySeconds honoured), and a Firehose emulation where moto falls short. A scaled clock
 makes a 300 s buffer take seconds; every proportion is kept.
 
-Reusable: tests and users can start a `Sandbox`, run producers (or write objects themselves), and read the
-events their own downstream would receive from `sandbox.events`.
+Reusable (docs/local-run.md): `with Sandbox(settings) as sb:` points the environment at the sandbox, so the
+producer client (`streamwatch.client.Run`) works unchanged inside it and its PutRecordBatch calls reach the
+Firehose emulation; `sb.resources` holds the names; `sb.events` collects every event on the bus.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -20,21 +22,22 @@ import uuid
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import boto3
 from botocore.awsrequest import AWSResponse
 
 from streamwatch import aws, clock
 from streamwatch import events as events_module
+from streamwatch.client import Run
 from streamwatch.clock import ScaledClock, WallClock
 from streamwatch.handlers import monitor as monitor_handler
 from streamwatch.handlers import observer as observer_handler
 from streamwatch.local import infra
-from streamwatch.local.chaos import FlakyFirehose
+from streamwatch.local.context import LambdaContext
 from streamwatch.local.firehose import LocalFirehose
 from streamwatch.local.server import moto_server
-from streamwatch.producing import MAX_BATCH_RECORDS, Producer, ProducerReport, make_records, start_run
+from streamwatch.producing import ProducerReport, sample_records
 from streamwatch.settings import Settings
 from streamwatch.store import Store
 
@@ -52,25 +55,16 @@ class Chaos:
     throttle: float = 0.0  # a DynamoDB call throttled
     crash: float = 0.0  # an invocation dies after its work, before SQS learns the result, or mid-batch
     publish_failures: float = 0.0  # PutEvents fails right after a declaration
+    duplicate_records: float = 0.0  # Firehose writes a buffer again as a second object
+    resend_prefix: float = 0.0  # a producer is retried and sends a prefix of its records again
 
     @classmethod
     def everything(cls) -> Chaos:
         return cls(duplicate_notifications=0.6, duplicate_observer=0.5, put_failures=0.2, throttle=0.03,
-                   crash=0.15, publish_failures=0.3)
+                   crash=0.15, publish_failures=0.3, duplicate_records=0.3, resend_prefix=0.5)
 
     def on(self) -> bool:
         return any(asdict(self).values())
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "local"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:local"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 @dataclass
@@ -109,7 +103,7 @@ class Poller(threading.Thread):
             got = sqs.receive_message(QueueUrl=self.queue_url, WaitTimeSeconds=wait,
                                       MaxNumberOfMessages=min(10, self.batch_size - len(batch)),
                                       MessageAttributeNames=["All"],
-                                      AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
+                                      AttributeNames=["ApproximateReceiveCount", "SentTimestamp"]).get("Messages", [])
             batch += got
             if batch and deadline is None:
                 deadline = time.monotonic() + self.window_s
@@ -168,19 +162,23 @@ class _Raw:
 
 
 class Sandbox:
-    """`with Sandbox(settings, speed=30, chaos=Chaos()) as sb:` -> sb.run_producers(...), sb.events, ..."""
+    """`with Sandbox(settings, speed=30, chaos=Chaos()) as sb:` -> sb.start_dataset(...), sb.events, ..."""
 
     def __init__(self, settings: Settings, *, speed: float = 30.0, chaos: Chaos | None = None,
-                 log: Callable[[str], None] = print, name: str = "streamwatch") -> None:
+                 log: Callable[[str], None] = print, name: str = "streamwatch", notifications: str = "s3") -> None:
         self.settings, self.speed, self.chaos, self.log, self.name = settings, speed, chaos or Chaos(), log, name
+        self.notifications = notifications
         self.stopping = threading.Event()
         self.events: list[dict] = []
         self.throttled = 0
         self.mid_batch_crashes = 0
+        self.resent_records = 0
         self.crash_mid_batch = False  # set by the monitor's poller for the invocation it is about to run
         self.reports: list[ProducerReport] = []
+        self.producer_errors: list[str] = []
         self._saved_env: dict[str, str | None] = {}
         self._restore: list[Callable[[], None]] = []
+        self._threads: list[threading.Thread] = []
 
     # --- lifecycle -------------------------------------------------------------------------------------
     def __enter__(self) -> Sandbox:
@@ -196,9 +194,11 @@ class Sandbox:
         self.session = boto3.Session()  # the sandbox's own calls: never throttled by chaos
         self.s3, self.sqs = self.session.client("s3"), self.session.client("sqs")
         self.table = self.session.resource("dynamodb")  # .Table(name): reads for progress and the summary
-        self.local = infra.create(self.settings, self.name, visibility=VISIBILITY_S, session=self.session)
+        self.local = infra.create(self.settings, self.name, visibility=VISIBILITY_S, session=self.session,
+                                  notifications=self.notifications)
         self.resources = self.local.resources
         self._set_env({**self.settings.to_env(), **self.resources.to_env(),
+                       "STREAMWATCH_QUEUES": json.dumps(self.local.queues),
                        "POWERTOOLS_SERVICE_NAME": "streamwatch", "POWERTOOLS_METRICS_NAMESPACE": "streamwatch",
                        "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_TRACE_DISABLED": "true",
                        "POWERTOOLS_LOG_LEVEL": os.environ.get("STREAMWATCH_LOG_LEVEL", "CRITICAL"),
@@ -208,10 +208,10 @@ class Sandbox:
             handler.logger.setLevel(level)
         clock.install(ScaledClock(self.speed))
         self._restore.append(lambda: clock.install(WallClock()))
-        self._install_chaos()
-        self.firehose = LocalFirehose(self.s3, self.resources.bucket, self.settings, stream=self.resources.stream)
-        self.producer_firehose = (FlakyFirehose(self.firehose, self.chaos.put_failures)
-                                  if self.chaos.put_failures else self.firehose)
+        self.firehose = LocalFirehose(self.s3, self.resources.bucket, self.settings, stream=self.resources.stream,
+                                      duplicate_records=self.chaos.duplicate_records,
+                                      put_failures=self.chaos.put_failures)
+        self._install_hooks()
         window = self.settings.monitor_batch_window_s / self.speed
         self.pollers = [
             Poller(self, "monitor", self.local.notification_queue_url, monitor_handler.handler,
@@ -219,8 +219,11 @@ class Sandbox:
             Poller(self, "observer", self.resources.observer_queue_url, observer_handler.handler, 10, 0.0,
                    self.chaos.duplicate_observer),
         ]
-        self._events_thread = threading.Thread(target=self._read_events, name="events", daemon=True)
-        for t in [*self.pollers, self._events_thread]:
+        self._threads = [*self.pollers, threading.Thread(target=self._read_events, name="events", daemon=True)]
+        if self.local.raw_s3_queue_url:
+            self._threads.append(threading.Thread(target=self._forward_to_eventbridge, name="s3-to-eventbridge",
+                                                  daemon=True))
+        for t in self._threads:
             t.start()
         self.producers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="producer")
         return self
@@ -231,8 +234,8 @@ class Sandbox:
             self.producers.shutdown(wait=False, cancel_futures=True)
         if hasattr(self, "firehose"):
             self.firehose.close()
-        for t in [*getattr(self, "pollers", []), getattr(self, "_events_thread", None)]:
-            if t is not None and t.is_alive():
+        for t in self._threads:
+            if t.is_alive():
                 t.join(timeout=5)
         for undo in reversed(self._restore):
             undo()
@@ -248,8 +251,22 @@ class Sandbox:
             self._saved_env.setdefault(k, os.environ.get(k))
             os.environ[k] = v
 
-    def _install_chaos(self) -> None:
+    def _install_hooks(self) -> None:
+        """Every boto3 client made in this process from now on: PutRecordBatch reaches the Firehose emulation
+        (through botocore's own request pipeline), and chaos may throttle DynamoDB or crash the monitor."""
         rng = random.Random(5)
+        aws.reset()
+        boto3.setup_default_session()
+        events = boto3.DEFAULT_SESSION.events
+
+        def firehose(params, **kwargs):
+            body = json.loads(params["body"])
+            records = [{"Data": base64.b64decode(r["Data"])} for r in body["Records"]]
+            parsed = self.firehose.put_record_batch(body["DeliveryStreamName"], records)
+            return AWSResponse(params.get("url", "local"), 200, {}, _Raw(b"")), parsed
+        events.register("before-call.firehose.PutRecordBatch", firehose)
+        self._restore.append(lambda: (events.unregister("before-call.firehose.PutRecordBatch", firehose),
+                                      aws.reset()))
         if self.chaos.throttle:
             # A real 400 ProvisionedThroughputExceeded on the wire: botocore's retry handler sees it as AWS's.
             body = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
@@ -262,11 +279,8 @@ class Sandbox:
                                                           "Content-Type": "application/x-amz-json-1.0"},
                                        _Raw(body))
                 return None
-            aws.reset()
-            boto3.setup_default_session()
-            boto3.DEFAULT_SESSION.events.register("before-send.dynamodb", throttle)
-            self._restore.append(lambda: (boto3.DEFAULT_SESSION.events.unregister("before-send.dynamodb", throttle),
-                                          aws.reset()))
+            events.register("before-send.dynamodb", throttle)
+            self._restore.append(lambda: events.unregister("before-send.dynamodb", throttle))
         if self.chaos.crash:
             # A crash mid-batch: the monitor counts half of its batch, then dies (as a timeout would cut it);
             # SQS redelivers the whole batch and the ledger must keep the first half from counting twice.
@@ -299,34 +313,66 @@ class Sandbox:
             for m in got:
                 event = json.loads(m["Body"])
                 self.events.append(event)
-                self.log(f"EVENT {event['detail-type']}: {event['detail']['dataset_id']} "
-                         f"objects={event['detail']['objects']} records={event['detail']['records']} "
-                         f"({event['detail']['reason']})")
+                d = event["detail"]
+                self.log(f"EVENT {event['detail-type']}: {d['dataset_id']} objects={d['objects']} "
+                         f"records={d['records']} ({d['reason']})")
                 self.sqs.delete_message(QueueUrl=self.local.events_queue_url, ReceiptHandle=m["ReceiptHandle"])
 
-    # --- producing ---------------------------------------------------------------------------------------
-    def start_dataset(self, dataset_id: str, producers: list[dict]) -> None:
-        """Register a run and fan out: each producer {"producer_id", "records", "start_s", "duration_s"}
-        (virtual seconds) sends its records evenly over its duration, starting at `start_s`."""
-        now = clock.get().now()
+    def _forward_to_eventbridge(self) -> None:
+        """EventBridge mode: S3's notifications become the `Object Created` events S3 puts on the default bus."""
+        ev = self.session.client("events")
+        while not self.stopping.is_set():
+            got = self.sqs.receive_message(QueueUrl=self.local.raw_s3_queue_url, MaxNumberOfMessages=10,
+                                           WaitTimeSeconds=1).get("Messages", [])
+            for m in got:
+                doc = json.loads(m["Body"])
+                entries = [{"Source": "aws.s3", "DetailType": "Object Created",
+                            "Detail": json.dumps(infra.to_eventbridge(r)["detail"]),
+                            "Resources": [f"arn:aws:s3:::{r['s3']['bucket']['name']}"], "EventBusName": "default",
+                            "Time": r["eventTime"]} for r in doc.get("Records", [])]
+                if entries:
+                    ev.put_events(Entries=entries)
+                self.sqs.delete_message(QueueUrl=self.local.raw_s3_queue_url, ReceiptHandle=m["ReceiptHandle"])
 
-        def invoke(request: dict) -> None:
-            self.producers.submit(self._produce, request, now)
-        start_run(self.settings, self.resources, dataset_id, producers, invoke)
+    # --- producing ---------------------------------------------------------------------------------------
+    def start_dataset(self, dataset_id: str, producers: list[dict], *, register: bool = True,
+                      expected_by: float | None = None) -> None:
+        """Start a run through the producer client and fan out: each producer {"producer_id", "records",
+        "start_s", "duration_s"} (virtual seconds) sends its records evenly over its duration, from `start_s`;
+        `"fail_after"`: it raises after that many records (-> Dataset Failed)."""
+        now = clock.get().now()
+        if register:
+            Run.start(dataset_id, [p["producer_id"] for p in producers], expected_by=expected_by)
+        for request in producers:
+            self.producers.submit(self._produce, {"dataset_id": dataset_id, **request}, now)
 
     def _produce(self, request: dict, origin: float) -> None:
         try:
             self.sleep_until(origin + request.get("start_s", 0))
-            n, duration = int(request["records"]), float(request.get("duration_s", 0))
-            batches = max(1, math.ceil(n / MAX_BATCH_RECORDS))
+            records = list(sample_records(request))
+            n, duration = len(records), float(request.get("duration_s", 0))
+            run = Run.attach(request["dataset_id"])
+            rng = random.Random(f"{request['dataset_id']}/{request['producer_id']}")
+            if self.chaos.resend_prefix and rng.random() < self.chaos.resend_prefix:
+                # a first attempt that died after sending a third of its records, before its report (a Lambda
+                # timeout); its retry below sends everything again: those records land twice
+                crashed = run.producer(request["producer_id"], max_attempts=20)
+                with crashed.attempt():
+                    crashed.put_many(records[: max(1, n // 3)])
+                self.resent_records += crashed.report.records_sent
+            steps = max(1, math.ceil(n / 500))
             started = clock.get().now()
-            producer = Producer(self.settings, self.resources, firehose=self.producer_firehose, max_attempts=20)
-            report = producer.run(request["dataset_id"], request["producer_id"],
-                                  make_records(request["dataset_id"], request["producer_id"], n),
-                                  pace=lambda i: self.sleep_until(started + duration * i / batches))
-            self.reports.append(report)
+            producer = run.producer(request["producer_id"], max_attempts=20)
+            with producer:
+                for i in range(steps):
+                    self.sleep_until(started + duration * i / steps)
+                    if request.get("fail_after") is not None and i * 500 >= request["fail_after"]:
+                        raise RuntimeError("chaos: the producer's own code failed")
+                    producer.put_many(records[i * 500:(i + 1) * 500])
+            self.reports.append(producer.report)
         except Exception as exc:  # a producer failing is shown, never hidden
-            self.log(f"producer {request.get('producer_id')} failed: {exc!r}")
+            self.producer_errors.append(f"{request.get('producer_id')}: {exc!r}")
+            self.log(f"producer {request.get('producer_id')} of {request.get('dataset_id')} failed: {exc!r}")
 
     def sleep_until(self, virtual_ts: float) -> None:
         while not self.stopping.is_set():
@@ -338,7 +384,10 @@ class Sandbox:
     # --- looking -----------------------------------------------------------------------------------------
     def quiet(self) -> bool:
         """No message in flight anywhere (queues empty, pollers idle, Firehose buffers flushed)."""
-        for url in (self.local.notification_queue_url, self.resources.observer_queue_url):
+        urls = [self.local.notification_queue_url, self.resources.observer_queue_url]
+        if self.local.raw_s3_queue_url:
+            urls.append(self.local.raw_s3_queue_url)
+        for url in urls:
             attrs = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
                 "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
                 "ApproximateNumberOfMessagesDelayed"])["Attributes"]
