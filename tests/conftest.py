@@ -72,6 +72,25 @@ def moto_env(monkeypatch):
     aws.reset()
 
 
+@pytest.fixture
+def moto_server_env(monkeypatch):
+    """moto_env over a moto server on 127.0.0.1 (AWS_ENDPOINT_URL points at it): for code that does its own
+    HTTP, like the reader's obstore path, which mock_aws cannot intercept."""
+    from streamwatch.local import infra
+    from streamwatch.local.server import moto_server
+    from streamwatch.settings import Settings
+
+    def build(settings: Settings | None = None):
+        settings = settings or Settings()
+        local = infra.create(settings)
+        for k, v in {**settings.to_env(), **local.resources.to_env()}.items():
+            monkeypatch.setenv(k, v)
+        return settings, local
+
+    with moto_server():
+        yield build
+
+
 def drain(queue_url: str, max_messages: int = 1000) -> list[dict]:
     sqs = boto3.client("sqs")
     out = []

@@ -1,4 +1,5 @@
-"""Example consumer: a correct manifest and _SUCCESS, which the monitor then ignores."""
+"""Example consumer: a correct manifest and _SUCCESS, which the monitor then ignores. The reader does its own HTTP
+(obstore), so this runs against a moto server rather than mock_aws."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from streamwatch.store import Store
 from tests.conftest import drain, sqs_event
 
 
-def test_consumer_writes_a_correct_manifest_and_success_marker_the_monitor_ignores(moto_env, context):
-    settings, local = moto_env()
+def test_consumer_writes_a_correct_manifest_and_success_marker_the_monitor_ignores(moto_server_env, context):
+    settings, local = moto_server_env()
     s3, bucket = boto3.client("s3"), local.resources.bucket
     bodies = {f"data/dataset=d1/part-{i}": b"".join(b'{"i":%d}\n' % j for j in range(10 * (i + 1)))
               for i in range(4)}
