@@ -6,7 +6,8 @@ moto's server is CPU-bound near 180 GetObject/s on this machine, so a throughput
 moto. This asyncio server costs almost nothing per request (ETags are computed once, at `put`; large bodies
 are written as slices of the stored object, not copied whole), so what is measured is the client. Faults
 (per key, consumed one per request): "503" SlowDown, "500" InternalError, "broken" (headers promise the whole
-body or range, half is sent, the connection drops), "404" NoSuchKey, "403" AccessDenied.
+body or range, half is sent, the connection drops), "404" NoSuchKey, "403" AccessDenied. Faults for key ""
+hit the next ListObjectsV2 page instead.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class S3Endpoint:
         self.objects: dict[str, dict[str, bytes]] = defaultdict(dict)
         self.etags: dict[tuple[str, str], str] = {}
         self.headers: dict[tuple[str, str], dict[str, str]] = {}
-        self.ranged: defaultdict[str, int] = defaultdict(int)  # Range GETs per key
+        self.ranges: defaultdict[str, list[tuple[int, int]]] = defaultdict(list)  # [start, end) of Range GETs
         self.faults: dict[str, deque[str]] = defaultdict(deque)
         self.requests: defaultdict[str, int] = defaultdict(int)
         self.in_flight = self.max_in_flight = 0
@@ -134,7 +135,16 @@ class S3Endpoint:
         params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
         bucket, _, key = urllib.parse.unquote(path.lstrip("/")).partition("/")
         if method == "GET" and not key:
-            return await self._send(writer, 200, self._list(bucket, params), "application/xml")
+            fault = self.faults[""].popleft() if self.faults.get("") else None
+            if fault in ERRORS:
+                status, code, message = ERRORS[fault]
+                return await self._send(writer, status, _error(code, message, ""), "application/xml")
+            page = self._list(bucket, params)
+            if fault == "broken":
+                writer.write(_head(200, len(page), "application/xml", {}) + page[: len(page) // 2])
+                await writer.drain()
+                return False
+            return await self._send(writer, 200, page, "application/xml")
         self.requests[key] += 1
         fault = self.faults[key].popleft() if self.faults.get(key) else None
         if fault in ERRORS:
@@ -157,8 +167,8 @@ class S3Endpoint:
             if bounds is None:
                 return await self._send(writer, 416, _error("InvalidRange", "The requested range is not "
                                                             "satisfiable", key), "application/xml")
-            self.ranged[key] += 1
             status, (start, end) = 206, bounds
+            self.ranges[key].append(bounds)
             extra["Content-Range"] = f"bytes {start}-{end - 1}/{len(body)}"
         view = memoryview(body)[start:end]
         if fault == "broken":
