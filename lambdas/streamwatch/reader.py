@@ -56,7 +56,7 @@ from obstore.store import S3Store
 
 from streamwatch.aws import backoff_s
 
-CHUNK = 1 << 20  # bytes per piece of a streamed body
+CHUNK = 256 << 10  # bytes per piece of a streamed body (1 MiB pieces: ~1.5x the peak memory, no faster)
 PART_SIZE = 8 << 20  # byte range per request for large objects
 LARGE_THRESHOLD = 16 << 20  # objects this large go in ranges (when written to files)
 DEFAULT_CONCURRENCY = 64  # requests in flight
@@ -145,13 +145,15 @@ class Sink:
 
 
 class FileSink(Sink):
-    """temp file next to the target, renamed on success: a reader never sees a partial file."""
+    """temp file next to the target, renamed on success: a reader never sees a partial file. Takes any buffer
+    (obstore's Bytes too: no copy into a Python bytes first)."""
 
     positional = True
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+    def __init__(self, path: str | Path) -> None:
+        self.path = os.fspath(path)
+        head, tail = os.path.split(self.path)
+        self.tmp = os.path.join(head, f".{tail}.{uuid.uuid4().hex}.part")
         self.fd: int | None = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
 
     def write(self, chunk: bytes) -> None:
@@ -177,11 +179,14 @@ class FileSink(Sink):
     def commit(self) -> dict:
         self._close()
         os.replace(self.tmp, self.path)
-        return {"path": str(self.path)}
+        return {"path": self.path}
 
     def abort(self) -> None:
         self._close()
-        self.tmp.unlink(missing_ok=True)
+        try:
+            os.unlink(self.tmp)
+        except FileNotFoundError:
+            pass
 
     def _close(self) -> None:
         if self.fd is not None:
@@ -314,7 +319,8 @@ def stream_object(bucket: str, key: str, *, chunk_size: int = CHUNK, max_attempt
         try:
             got = obstore.get(store, key, options=_options(etag, offset))
             if etag is None:
-                etag, size = got.meta.get("e_tag"), got.meta["size"]
+                meta = got.meta
+                etag, size = meta.get("e_tag"), meta["size"]
             if offset == 0 and size <= chunk_size:  # one call, not a stream, for a small object
                 data = got.bytes().to_bytes()
                 offset = len(data)
@@ -368,7 +374,7 @@ class DatasetReader:
         if sink_factory is None:
             if to_dir is None:
                 raise ValueError("give to_dir or sink_factory")
-            sink_factory = _FilesUnder(Path(to_dir), prefix)
+            sink_factory = _FilesUnder(to_dir, prefix)
         try:
             store = self.store(bucket)
             if objects is None:
@@ -405,12 +411,15 @@ class DatasetReader:
                 result.attempts += 1
                 try:
                     got = obstore.get(store, obj.key, options=_options(obj.etag))
-                    size = got.meta["size"]
-                    result.etag = got.meta.get("e_tag") or obj.etag
+                    if obj.etag and obj.size >= 0:  # listed, and If-Match held: no need to build got.meta
+                        size = obj.size
+                    else:
+                        meta = got.meta
+                        size, result.etag = meta["size"], meta.get("e_tag") or obj.etag
                     sink, received = sink_factory(obj.key), 0
                     if size <= self.chunk_size:  # one call for a small body
-                        data = got.bytes().to_bytes()
-                        sink.write(data)
+                        data = got.bytes()
+                        sink.write(data if type(sink) is FileSink else data.to_bytes())
                         received = len(data)
                     else:
                         for chunk in got.stream(self.chunk_size):
@@ -552,19 +561,18 @@ class _FilesUnder:
 
     positional = True
 
-    def __init__(self, root: Path, prefix: str) -> None:
-        self.root, self.prefix = Path(os.path.abspath(root)), prefix
-        self._made: set[Path] = set()
-        self._lock = threading.Lock()
+    def __init__(self, root: str | Path, prefix: str) -> None:
+        self.root, self.prefix = os.path.abspath(root), prefix
+        self._made: set[str] = set()
 
     def __call__(self, key: str) -> Sink:
         relative = key[len(self.prefix):] if key.startswith(self.prefix) else key
         parts = [p for p in relative.split("/") if p not in ("", ".")]
         if not parts or ".." in parts:
             raise ValueError(f"key {key!r} would write outside {self.root}")
-        target = self.root.joinpath(*parts)
-        if target.parent not in self._made:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with self._lock:
-                self._made.add(target.parent)
+        target = os.path.join(self.root, *parts)
+        parent = os.path.dirname(target)
+        if parent not in self._made:
+            os.makedirs(parent, exist_ok=True)
+            self._made.add(parent)
         return FileSink(target)
