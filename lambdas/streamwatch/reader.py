@@ -5,9 +5,11 @@ Why obstore (Rust object_store bindings): botocore spends 1.3-1.9 ms of CPU per 
 2 cores (or a 1-vCPU Lambda) no boto3 design reached the latency limit, and the former two-process reader
 could not run in Lambda at all. obstore signs, sends and reads in Rust with the GIL released, ~0.25 CPU-s per
 1,000 GETs, so one process is bounded by requests in flight only. bench/reader.py (2 cores, loopback endpoint
-answering in 20 ms, 1,000 x 64 KiB): see docs/benchmarks.md; one process at concurrency 32 runs at ~90 % of
-the latency limit (32 / 20 ms = 1,600 obj/s) and the default (64) ahead of s5cmd. A second process no longer
-pays, so there is none.
+answering in 20 ms, medians, docs/benchmarks.md): 1,000 x 64 KiB at concurrency 32: 1,341 obj/s, 84 % of the
+latency limit (32 / 20 ms = 1,600), 0.37 CPU-s per 1,000 objects including the listing; at the default (64):
+2,280 obj/s against s5cmd's 1,567 (serial boto3: 42). 16 x 64 MiB: 1,307 MB/s against s5cmd's 1,184, peak
+RSS 104 MiB above the idle process. Two processes of 16 measured slower than one of 32 (1,267 obj/s, more
+CPU), so there is one process.
 
 Threads, not asyncio: `concurrency` threads make blocking obstore calls (the GIL is released while they wait).
 Measured against asyncio over obstore's async API at the same concurrency, threads were as fast at half the CPU
