@@ -230,3 +230,25 @@ def test_fetch_cli_reports_failures_and_exits_non_zero(endpoint, tmp_path):
     assert summary["ok"] == 19 and [f["key"] for f in summary["failed"]] == [f"{PREFIX}part-09"]
     assert "FAILED data/dataset=d1/part-09: NoSuchKey" in out.stdout
     assert "19/20" in out.stdout and "[" in out.stderr  # the progress bar
+
+
+def test_credentials_come_from_the_environment_else_from_boto3s_chain(tmp_path, monkeypatch):
+    with S3Endpoint() as ep:
+        ep.put("bkt", "k", b"x")
+        assert b"".join(stream_object("bkt", "k", endpoint_url=ep.url)) == b"x"
+        assert "Credential=testing/" in ep.last_headers["authorization"]  # conftest's AWS_ACCESS_KEY_ID
+        # none in the environment: a profile, as boto3 would find it
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            monkeypatch.delenv(name, raising=False)
+        (tmp_path / "credentials").write_text("[reader-test]\naws_access_key_id = AKIDPROFILE\n"
+                                              "aws_secret_access_key = secret\n")
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        monkeypatch.setenv("AWS_PROFILE", "reader-test")
+        assert b"".join(stream_object("bkt", "k", endpoint_url=ep.url)) == b"x"
+        assert "Credential=AKIDPROFILE/" in ep.last_headers["authorization"]
+        # and none anywhere: the report says so instead of raising
+        monkeypatch.delenv("AWS_PROFILE")
+        report = DatasetReader(endpoint_url=ep.url).fetch("bkt", "", to_dir=tmp_path / "out")
+        assert report.listing_error.startswith("NoCredentials") and not report.complete

@@ -36,6 +36,7 @@ class S3Endpoint:
         self.etags: dict[tuple[str, str], str] = {}
         self.headers: dict[tuple[str, str], dict[str, str]] = {}
         self.ranges: defaultdict[str, list[tuple[int, int]]] = defaultdict(list)  # [start, end) of Range GETs
+        self.last_headers: dict[str, str] = {}  # of the latest request (lower-case names): who signed it
         self.faults: dict[str, deque[str]] = defaultdict(deque)
         self.requests: defaultdict[str, int] = defaultdict(int)
         self.in_flight = self.max_in_flight = 0
@@ -109,6 +110,7 @@ class S3Endpoint:
                     name, _, value = line.decode("latin-1").partition(":")
                     if name:
                         headers[name.strip().lower()] = value.strip()
+                self.last_headers = headers
                 length = int(headers.get("content-length", 0))
                 if length:
                     await reader.readexactly(length)
