@@ -161,8 +161,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         raise InputError("no bucket: give --bucket (or set STREAMWATCH_RES_BUCKET)")
     prefix = args.prefix if args.prefix is not None else settings.rules.rule_for(args.dataset).prefix_of(args.dataset)
     check_bucket(bucket, args.endpoint_url)
-    reader = DatasetReader(concurrency=args.concurrency, processes=args.processes, max_attempts=args.max_attempts,
-                           endpoint_url=args.endpoint_url)
+    kwargs = {"concurrency": args.concurrency} if args.concurrency else {}
+    reader = DatasetReader(max_attempts=args.max_attempts, endpoint_url=args.endpoint_url, **kwargs)
     objects = reader.list(bucket, prefix)
     bar = ProgressBar(len(objects))
     report = reader.fetch(bucket, prefix, objects=objects, to_dir=args.to, progress=bar)
@@ -170,7 +170,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     print(f"s3://{bucket}/{prefix} -> {args.to}: {len(report.ok)}/{len(report.results)} objects, "
           f"{report.bytes / 2**20:.1f} MiB in {report.elapsed_s:.2f} s "
-          f"({reader.processes} process(es), concurrency {reader.concurrency})")
+          f"(concurrency {reader.concurrency})")
     for failure in report.failed:
         print(f"FAILED {failure.key}: {failure.error} after {failure.attempts} attempt(s)")
     if args.json:
@@ -246,8 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, help="directory to write into (files appear whole or not at all)")
     p.add_argument("--bucket", help="default: $STREAMWATCH_RES_BUCKET")
     p.add_argument("--prefix", help="read this prefix instead of the dataset's")
-    p.add_argument("--concurrency", type=int, default=32, help="objects in flight in all (default 32)")
-    p.add_argument("--processes", type=int, help="default: one per 16 in flight, at most one per core")
+    p.add_argument("--concurrency", type=int, help="requests in flight: objects, or ranges of large ones (default 64)")
+    p.add_argument("--processes", type=int, help=argparse.SUPPRESS)  # former multi-process reader; ignored
     p.add_argument("--max-attempts", type=int, default=5)
     p.add_argument("--endpoint-url", help="another S3 endpoint (default: AWS_ENDPOINT_URL or AWS)")
     p.add_argument("--json", action="store_true", help="last line: the report as one JSON object")

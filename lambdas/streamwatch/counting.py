@@ -2,11 +2,11 @@
 
 A batch is handled as a whole so each dataset's counter is written once per batch (not once per event):
 parse every message (every shape a bucket can deliver, `s3_events`), read the objects of datasets whose rule
-counts records (one scan per object for the producer envelope, `envelope`), write all objects with
-`Store.count`, read the touched datasets back in one BatchGetItem, then start chains, nudge, or flag
-amendments. Objects of Firehose's error output are read too: their records are attributed to their datasets,
-which then fail. A message is reported failed only if one of its own objects could not be counted or followed
-up; redelivery is safe because the ledger drops what was already counted.
+counts records (through the reader's obstore path; one scan per object for the producer envelope, `envelope`),
+write all objects with `Store.count`, read the touched datasets back in one BatchGetItem, then start chains,
+nudge, or flag amendments. Objects of Firehose's error output are read too: their records are attributed to
+their datasets, which then fail. A message is reported failed only if one of its own objects could not be
+counted or followed up; redelivery is safe because the ledger drops what was already counted.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from streamwatch import aws, clock, envelope
+from streamwatch import clock, envelope
 from streamwatch.events import parse_iso
 from streamwatch.policy import Policy, complete_now
+from streamwatch.reader import stream_object
 from streamwatch.rules import RuleError
 from streamwatch.s3_events import ObjectCreated, Skip, parse_message
 from streamwatch.settings import Resources, Settings
@@ -29,7 +30,6 @@ from streamwatch.store import OBSERVING, READY, STALLED, CountedObject, ErrorRec
 from streamwatch.ticks import Tick, send
 
 log = logging.getLogger(__name__)
-READ_CHUNK = 1 << 20
 READ_THREADS = 16
 
 
@@ -59,19 +59,13 @@ def event_ts(event_time: str) -> float:
         return clock.get().now()
 
 
-def object_chunks(bucket: str, key: str) -> Iterable[bytes]:
-    """An object's bytes, streamed."""
-    body = aws.client("s3", max_pool_connections=READ_THREADS).get_object(Bucket=bucket, Key=key)["Body"]
-    return iter(lambda: body.read(READ_CHUNK), b"")
-
-
 class Monitor:
     def __init__(self, settings: Settings, resources: Resources, store: Store | None = None, *,
                  read: Callable[[str, str], Iterable[bytes]] | None = None) -> None:
         self.settings, self.resources = settings, resources
         self.rules = settings.rules
         self.store = store or Store.from_settings(settings, resources)
-        self.read = read or object_chunks
+        self.read = read or stream_object  # the reader's obstore path: retries, resumes a broken body
         self._policies: dict[str, Policy] = {}
 
     def policy(self, rule_name: str) -> Policy:

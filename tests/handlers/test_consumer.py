@@ -1,4 +1,5 @@
-"""Example consumer: a correct manifest and _SUCCESS, which the monitor then ignores."""
+"""Example consumer: a correct manifest and _SUCCESS, which the monitor then ignores. The reader does its own HTTP
+(obstore), so this runs against a moto server rather than mock_aws."""
 
 from __future__ import annotations
 

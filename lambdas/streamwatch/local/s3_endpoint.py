@@ -1,16 +1,20 @@
-"""A minimal S3 endpoint on 127.0.0.1 for reader tests and benchmarks: ListObjectsV2 and GetObject from memory,
-a fixed delay per request, and faults on demand.
+"""A minimal S3 endpoint on 127.0.0.1 for reader tests and benchmarks: ListObjectsV2 and GetObject (with
+`Range: bytes=a-b` -> 206 and Content-Range, and `If-Match` -> 412) from memory, a fixed delay per request, and
+faults on demand.
 
 moto's server is CPU-bound near 180 GetObject/s on this machine, so a throughput benchmark through it measures
-moto. This asyncio server costs almost nothing per request, so what is measured is the client. Faults
+moto. This asyncio server costs almost nothing per request (ETags are computed once, at `put`; large bodies
+are written as slices of the stored object, not copied whole), so what is measured is the client. Faults
 (per key, consumed one per request): "503" SlowDown, "500" InternalError, "broken" (headers promise the whole
-body, half is sent, the connection drops), "404" NoSuchKey, "403" AccessDenied.
+body or range, half is sent, the connection drops), "404" NoSuchKey, "403" AccessDenied. Faults for key ""
+hit the next ListObjectsV2 page instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import threading
 import urllib.parse
 from collections import defaultdict, deque
@@ -20,12 +24,19 @@ ERRORS = {"503": (503, "SlowDown", "Please reduce your request rate."),
           "500": (500, "InternalError", "We encountered an internal error."),
           "404": (404, "NoSuchKey", "The specified key does not exist."),
           "403": (403, "AccessDenied", "Access Denied")}
+RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+QUOTE = {'"': "&quot;"}
+WRITE_SLICE = 1 << 20  # large bodies go out in 1 MiB slices, drained in between: bounded buffering
 
 
 class S3Endpoint:
     def __init__(self, latency_s: float = 0.0) -> None:
         self.latency_s = latency_s
         self.objects: dict[str, dict[str, bytes]] = defaultdict(dict)
+        self.etags: dict[tuple[str, str], str] = {}
+        self.headers: dict[tuple[str, str], dict[str, str]] = {}
+        self.ranges: defaultdict[str, list[tuple[int, int]]] = defaultdict(list)  # [start, end) of Range GETs
+        self.last_headers: dict[str, str] = {}  # of the latest request (lower-case names): who signed it
         self.faults: dict[str, deque[str]] = defaultdict(deque)
         self.requests: defaultdict[str, int] = defaultdict(int)
         self.in_flight = self.max_in_flight = 0
@@ -35,11 +46,20 @@ class S3Endpoint:
         self.port = 0
 
     # --- setup -----------------------------------------------------------------------------------------
-    def put(self, bucket: str, key: str, body: bytes) -> None:
+    def put(self, bucket: str, key: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+        """Store an object; `headers` (e.g. Content-Encoding) are sent back with it, as S3 does."""
         self.objects[bucket][key] = body
+        self.etags.pop((bucket, key), None)
+        self._etag(bucket, key)
+        self.headers[(bucket, key)] = dict(headers or {})
 
     def fail(self, key: str, *faults: str) -> None:
         self.faults[key].extend(faults)
+
+    def _etag(self, bucket: str, key: str) -> str:
+        if (bucket, key) not in self.etags:  # stored without put()
+            self.etags[(bucket, key)] = f'"{hashlib.md5(self.objects[bucket][key]).hexdigest()}"'  # noqa: S324
+        return self.etags[(bucket, key)]
 
     @property
     def url(self) -> str:
@@ -85,10 +105,13 @@ class S3Endpoint:
                 head = await reader.readuntil(b"\r\n\r\n")
                 request_line = head.split(b"\r\n", 1)[0].decode()
                 method, target, _ = request_line.split(" ", 2)
-                length = 0
+                headers = {}
                 for line in head.split(b"\r\n")[1:]:
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
+                    name, _, value = line.decode("latin-1").partition(":")
+                    if name:
+                        headers[name.strip().lower()] = value.strip()
+                self.last_headers = headers
+                length = int(headers.get("content-length", 0))
                 if length:
                     await reader.readexactly(length)
                 with self._lock:
@@ -97,7 +120,7 @@ class S3Endpoint:
                 try:
                     if self.latency_s:
                         await asyncio.sleep(self.latency_s)
-                    keep = await self._respond(method, target, writer)
+                    keep = await self._respond(method, target, headers, writer)
                 finally:
                     with self._lock:
                         self.in_flight -= 1
@@ -108,12 +131,25 @@ class S3Endpoint:
         finally:
             writer.close()
 
-    async def _respond(self, method: str, target: str, writer: asyncio.StreamWriter) -> bool:
+    async def _respond(self, method: str, target: str, headers: dict[str, str],
+                       writer: asyncio.StreamWriter) -> bool:
         path, _, query = target.partition("?")
         params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
         bucket, _, key = urllib.parse.unquote(path.lstrip("/")).partition("/")
+        if method == "HEAD" and not key:  # HeadBucket: the CLI checks the bucket before a read
+            status = 200 if bucket in self.objects else 404
+            return await self._send(writer, status, b"", "application/xml", length=0)
         if method == "GET" and not key:
-            return await self._send(writer, 200, self._list(bucket, params), "application/xml")
+            fault = self.faults[""].popleft() if self.faults.get("") else None
+            if fault in ERRORS:
+                status, code, message = ERRORS[fault]
+                return await self._send(writer, status, _error(code, message, ""), "application/xml")
+            page = self._list(bucket, params)
+            if fault == "broken":
+                writer.write(_head(200, len(page), "application/xml", {}) + page[: len(page) // 2])
+                await writer.drain()
+                return False
+            return await self._send(writer, 200, page, "application/xml")
         self.requests[key] += 1
         fault = self.faults[key].popleft() if self.faults.get(key) else None
         if fault in ERRORS:
@@ -123,17 +159,33 @@ class S3Endpoint:
         if body is None:
             return await self._send(writer, 404, _error("NoSuchKey", "The specified key does not exist.", key),
                                     "application/xml")
-        etag = f'"{hashlib.md5(body).hexdigest()}"'  # noqa: S324 (S3's ETag)
+        etag = self._etag(bucket, key)
+        extra = {"ETag": etag, "Accept-Ranges": "bytes", **self.headers.get((bucket, key), {})}
+        if "if-match" in headers and headers["if-match"] not in (etag, "*"):
+            return await self._send(writer, 412, _error("PreconditionFailed", "At least one of the pre-conditions "
+                                                         "you specified did not hold", key), "application/xml")
         if method == "HEAD":
-            return await self._send(writer, 200, b"", "binary/octet-stream", {"ETag": etag}, length=len(body))
+            return await self._send(writer, 200, b"", "binary/octet-stream", extra, length=len(body))
+        status, start, end = 200, 0, len(body)  # [start, end)
+        if "range" in headers:
+            bounds = _range(headers["range"], len(body))
+            if bounds is None:
+                return await self._send(writer, 416, _error("InvalidRange", "The requested range is not "
+                                                            "satisfiable", key), "application/xml")
+            status, (start, end) = 206, bounds
+            self.ranges[key].append(bounds)
+            extra["Content-Range"] = f"bytes {start}-{end - 1}/{len(body)}"
+        view = memoryview(body)[start:end]
         if fault == "broken":
-            writer.write(_head(200, len(body), "binary/octet-stream", {"ETag": etag}) + body[: len(body) // 2])
+            writer.write(_head(status, len(view), "binary/octet-stream", extra))
+            writer.write(view[: len(view) // 2])
             await writer.drain()
             return False
-        return await self._send(writer, 200, body, "binary/octet-stream", {"ETag": etag})
+        return await self._send(writer, status, view, "binary/octet-stream", extra)
 
     def _list(self, bucket: str, params: dict) -> bytes:
-        prefix, token = params.get("prefix", ""), params.get("continuation-token", "")
+        prefix = params.get("prefix", "")
+        token = max(params.get("continuation-token", ""), params.get("start-after", ""))
         max_keys = int(params.get("max-keys", 1000))
         encode = params.get("encoding-type") == "url"
         keys = sorted(k for k in self.objects.get(bucket, {}) if k.startswith(prefix) and k > token)
@@ -143,7 +195,7 @@ class S3Endpoint:
             return urllib.parse.quote(key, safe="/") if encode else escape(key)
         contents = "".join(
             f"<Contents><Key>{k(key)}</Key><LastModified>2026-11-23T10:00:00.000Z</LastModified>"
-            f"<ETag>&quot;{hashlib.md5(self.objects[bucket][key]).hexdigest()}&quot;</ETag>"  # noqa: S324
+            f"<ETag>{escape(self._etag(bucket, key), QUOTE)}</ETag>"
             f"<Size>{len(self.objects[bucket][key])}</Size><StorageClass>STANDARD</StorageClass></Contents>"
             for key in page)
         return ('<?xml version="1.0" encoding="UTF-8"?><ListBucketResult '
@@ -154,20 +206,41 @@ class S3Endpoint:
                 (f"<NextContinuationToken>{escape(page[-1])}</NextContinuationToken>" if truncated else "") +
                 contents + "</ListBucketResult>").encode()
 
-    async def _send(self, writer, status: int, body: bytes, content_type: str, headers: dict | None = None,
-                    length: int | None = None) -> bool:
-        writer.write(_head(status, len(body) if length is None else length, content_type, headers or {}) + body)
+    async def _send(self, writer, status: int, body: bytes | memoryview, content_type: str,
+                    headers: dict | None = None, length: int | None = None) -> bool:
+        head = _head(status, len(body) if length is None else length, content_type, headers or {})
+        if len(body) <= WRITE_SLICE:
+            writer.write(head + body)
+        else:  # a 64 MiB body is not copied into the transport's buffer at once
+            writer.write(head)
+            for i in range(0, len(body), WRITE_SLICE):
+                writer.write(body[i:i + WRITE_SLICE])
+                await writer.drain()
         await writer.drain()
         return True
 
 
 def _head(status: int, length: int, content_type: str, headers: dict) -> bytes:
-    reason = {200: "OK", 403: "Forbidden", 404: "Not Found", 500: "Internal Server Error",
-              503: "Service Unavailable"}[status]
+    reason = {200: "OK", 206: "Partial Content", 403: "Forbidden", 404: "Not Found", 412: "Precondition Failed",
+              416: "Range Not Satisfiable", 500: "Internal Server Error", 503: "Service Unavailable"}[status]
     extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n"
             f"x-amz-request-id: local\r\nLast-Modified: Mon, 23 Nov 2026 10:00:00 GMT\r\n{extra}"
             "Connection: keep-alive\r\n\r\n").encode()
+
+
+def _range(header: str, size: int) -> tuple[int, int] | None:
+    """`bytes=a-b`, `bytes=a-` or `bytes=-n` (RFC 9110) -> [start, end), clipped to the object; None if it cannot
+    be satisfied (one range only: S3 ignores multi-range requests and so do we, by refusing them)."""
+    match = RANGE.match(header.replace(" ", ""))
+    if not match or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if not first:
+        start, end = max(0, size - int(last)), size
+    else:
+        start, end = int(first), min(size, int(last) + 1) if last else size
+    return (start, end) if start < end else None
 
 
 def _error(code: str, message: str, key: str) -> bytes:
