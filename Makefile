@@ -3,10 +3,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PYTEST := $(BIN)/python -m pytest -n 2
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup synth lint test demo bench clean
+.PHONY: setup synth lint test test-unit test-handlers test-infra test-e2e demo bench dist clean
 
 setup: .setup-stamp ## venv with pinned requirements, the streamwatch command, and the pinned CDK CLI
 
@@ -25,7 +26,19 @@ lint: synth ## ruff on the code, cfn-lint on the synthesized template
 	$(BIN)/cfn-lint -- cdk.out/*.template.json
 
 test: lint ## everything CI runs
-	$(BIN)/python -m pytest -n 2
+	$(PYTEST)
+
+test-unit: setup ## pure code: rules, settings, policy, envelope, simulator, CLI errors (seconds)
+	$(PYTEST) tests/unit tests/cli/test_errors.py
+
+test-handlers: setup ## the handlers and the client against a moto server
+	$(PYTEST) tests/handlers
+
+test-infra: setup ## the construct: templates, cdk-nag, the example app, the Lambda asset
+	$(PYTEST) tests/infra
+
+test-e2e: setup ## the local run end to end, with chaos
+	$(PYTEST) tests/e2e tests/cli/test_commands.py
 
 demo: setup ## the whole pipeline on this machine, no AWS account
 	$(BIN)/streamwatch demo
@@ -33,7 +46,15 @@ demo: setup ## the whole pipeline on this machine, no AWS account
 bench: setup ## benchmarks; each prints a JSON line last
 	$(BIN)/python bench/monitor.py
 	$(BIN)/python bench/completion.py
+	$(BIN)/python bench/windows.py
+	$(BIN)/python bench/records.py
+	$(BIN)/python bench/producer.py
 	$(BIN)/python bench/reader.py
+	$(BIN)/python bench/scale.py
+
+dist: setup ## the wheel (dist/): `pip install 'dist/streamwatch-*.whl[cdk]'` gives `from streamwatch.cdk import Streamwatch`
+	rm -rf dist build
+	$(BIN)/pip wheel -q --no-deps --no-build-isolation -w dist .
 
 clean:
-	rm -rf cdk.out .setup-stamp
+	rm -rf cdk.out .setup-stamp dist build

@@ -20,8 +20,7 @@ from streamwatch.settings import RESOURCE_ENV_PREFIX, Resources, Settings
 STACK_ENV = "STREAMWATCH_STACK"
 # CloudFormation output -> Resources field (the construct's outputs; see streamwatch.cdk)
 OUTPUTS = {"Table": "table", "Bucket": "bucket", "Stream": "stream", "ObserverQueue": "observer_queue_url",
-           "NotificationQueue": "notification_queue_url", "EventBus": "event_bus",
-           "ProducerFunction": "producer_function"}
+           "NotificationQueue": "notification_queue_url", "EventBus": "event_bus"}
 REQUIRED_OUTPUTS = ("Table", "ObserverQueue", "Settings")
 
 

@@ -131,3 +131,17 @@ def _owned(record_bucket: str, key: str, size: int, etag: str, event_time: str, 
     return ObjectCreated(bucket=record_bucket, key=key, size=size, etag=etag, event_time=event_time,
                          dataset_id=match.dataset_id, rule=match.rule.name, window_start=match.window_start,
                          window_s=match.rule.window_s)
+
+
+def watched_prefixes(rules: RuleSet, error_prefix: str = "") -> list[str]:
+    """What object events are delivered for: every rule's literal prefix, and the error output; the fewest
+    prefixes that cover them (S3 rejects overlapping notification filters)."""
+    prefixes = sorted({*rules.watched_prefixes, *([error_prefix] if error_prefix else [])})
+    return [p for p in prefixes if not any(q != p and p.startswith(q) for q in prefixes)]
+
+
+def object_created_pattern(bucket: str, prefixes: list[str]) -> dict:
+    """The EventBridge pattern for a bucket's new objects under the watched prefixes (construct and local run)."""
+    key = [{"prefix": p} for p in prefixes] if all(prefixes) else [{"exists": True}]
+    return {"source": ["aws.s3"], "detail-type": [OBJECT_CREATED],
+            "detail": {"bucket": {"name": [bucket]}, "object": {"key": key}}}

@@ -9,6 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from streamwatch.events import PublishError
 from streamwatch.handlers.common import environment, metric_name
 from streamwatch.observing import OBSERVER_TIMEOUT_S, Observer
 from streamwatch.s3_events import Skip
@@ -33,7 +34,11 @@ def handler(event: dict, context) -> dict:
             logger.warning("skipped observer message", extra={"reason": skip.reason, "detail": str(skip)})
             metrics.add_metric(metric_name("Skipped", skip.reason), MetricUnit.Count, 1)
             return
-        outcome = observer.handle(message)
+        try:
+            outcome = observer.handle(message)
+        except (PublishError, ConnectionError):  # the message is retried; the alarm says events are stuck
+            metrics.add_metric("EventsNotPublished", MetricUnit.Count, 1)
+            raise
         logger.info("observed", extra={"dataset_id": message.dataset_id, "tick": message.tick,
                                        "kind": message.kind, "outcome": outcome})
         for part in outcome.split("+"):

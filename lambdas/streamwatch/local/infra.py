@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import boto3
 
 from streamwatch.events import DETAIL_TYPES, SOURCE
+from streamwatch.s3_events import object_created_pattern, watched_prefixes
 from streamwatch.settings import Resources, Settings
 from streamwatch.store import LIST_INDEX, LIST_PK, LIST_SK, PK, SK, TTL_ATTRIBUTE
 
@@ -36,22 +37,6 @@ class LocalStack:
         """name -> {"queue", "dlq"}: what `streamwatch dlq` reads (the stack's `Queues` output)."""
         return {"notifications": {"queue": self.notification_queue_url, "dlq": self.notification_dlq_url},
                 "observer": {"queue": self.resources.observer_queue_url, "dlq": self.observer_dlq_url}}
-
-
-def watched_prefixes(settings: Settings) -> list[str]:
-    """What object events are delivered for: every rule's literal prefix, and the error output."""
-    prefixes = list(settings.rules.watched_prefixes)
-    if settings.error_prefix:
-        prefixes.append(settings.error_prefix)
-    prefixes = sorted(set(prefixes))
-    return [p for p in prefixes if not any(q != p and p.startswith(q) for q in prefixes)]
-
-
-def object_created_pattern(bucket: str, prefixes: list[str]) -> dict:
-    """The EventBridge pattern for this bucket's new objects under the watched prefixes (the construct uses it)."""
-    key = [{"prefix": p} for p in prefixes] if any(prefixes) else [{"exists": True}]
-    return {"source": ["aws.s3"], "detail-type": ["Object Created"],
-            "detail": {"bucket": {"name": [bucket]}, "object": {"key": key}}}
 
 
 def _queue_with_dlq(sqs, name: str, visibility: int) -> tuple[str, str]:
@@ -84,7 +69,7 @@ def create(settings: Settings, name: str = "streamwatch", *, visibility: int = 3
                                                                       "AttributeName": TTL_ATTRIBUTE})
     notification_queue, notifications_dlq = _queue_with_dlq(sqs, f"{name}-notifications", visibility)
     observer, observer_dlq = _queue_with_dlq(sqs, f"{name}-observer", visibility)
-    prefixes = watched_prefixes(settings)
+    prefixes = watched_prefixes(settings.rules, settings.error_prefix)
     raw = ""
     if notifications == "eventbridge":
         # S3 -> the default bus -> a rule for this bucket's new objects under the watched prefixes -> the queue.

@@ -23,6 +23,7 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import boto3
 from botocore.awsrequest import AWSResponse
@@ -42,6 +43,8 @@ from streamwatch.settings import Settings
 from streamwatch.store import Store
 
 VISIBILITY_S = 4  # real seconds before a failed message is redelivered
+CACHE = Path(os.environ.get("STREAMWATCH_BUILD_CACHE") or Path.home() / ".cache" / "streamwatch")
+LOCAL_RUN_FILE = CACHE / "local-run.json"  # where a running local run says it is (status --local)
 PUBLISH_LEASE_S = 2.0  # real seconds; < VISIBILITY_S, as the stack's lease is < its visibility timeout
 
 
@@ -226,7 +229,20 @@ class Sandbox:
         for t in self._threads:
             t.start()
         self.producers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="producer")
+        self._announce()
         return self
+
+    def _announce(self) -> None:
+        """Where this local run is, for `streamwatch status --local` / `dlq --local` in another terminal."""
+        env = {k: os.environ[k] for k in self._saved_env if k in os.environ}
+        env.update({k: os.environ[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                                "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION") if k in os.environ})
+        try:
+            LOCAL_RUN_FILE.parent.mkdir(parents=True, exist_ok=True)
+            LOCAL_RUN_FILE.write_text(json.dumps({"pid": os.getpid(), "env": env}))
+            self._restore.append(lambda: LOCAL_RUN_FILE.unlink(missing_ok=True))
+        except OSError:  # a read-only home: the run works, only --local cannot find it
+            pass
 
     def __exit__(self, *exc) -> None:
         self.stopping.set()
@@ -402,3 +418,18 @@ class Sandbox:
             out[name] = int(self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
                 "ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"])
         return out
+
+
+def attach_local_run():
+    """The deployment of a `streamwatch demo` running in another process (its moto server and resources)."""
+    from streamwatch.deployment import Deployment
+    from streamwatch.errors import NotFound
+
+    try:
+        doc = json.loads(LOCAL_RUN_FILE.read_text())
+        os.kill(doc["pid"], 0)
+    except (OSError, ValueError, KeyError):
+        raise NotFound("no local run is going: start one with `streamwatch demo` (in another terminal)") from None
+    os.environ.update(doc["env"])
+    aws.reset()
+    return Deployment.from_env()

@@ -193,13 +193,33 @@ def check_bucket(bucket: str, endpoint_url: str | None = None) -> None:
         raise
 
 
+def deployment_of(args: argparse.Namespace):
+    """The deployment a command works on: --local (a running `streamwatch demo`), --stack NAME (its outputs),
+    or the environment (STREAMWATCH_STACK, or STREAMWATCH_RES_* as inside the stack's Lambdas)."""
+    from streamwatch.deployment import Deployment
+
+    if getattr(args, "local", False):
+        from streamwatch.local.sandbox import attach_local_run
+        return attach_local_run()
+    return Deployment.resolve(stack=getattr(args, "stack", None))
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from streamwatch.cli import operate, produce
+
     parser = argparse.ArgumentParser(prog="streamwatch", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    where = argparse.ArgumentParser(add_help=False)
+    group = where.add_mutually_exclusive_group()
+    group.add_argument("--stack", help="the deployed stack's name (its outputs say where everything is); "
+                       "default: $STREAMWATCH_STACK")
+    group.add_argument("--local", action="store_true", help="the local run `streamwatch demo` is running")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_sub_parser(common))
+    produce.add_parsers(sub, where)
+    operate.add_parsers(sub, where)
     p = sub.add_parser("settings", help="print the effective settings (or the README table)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--markdown", action="store_true")
@@ -312,8 +332,21 @@ def explain(exc: BaseException) -> tuple[str, int]:
             "with the output of `streamwatch --debug ...`"), EXIT_BUG
 
 
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """Usage errors: argparse prints usage and exits 2. A trailing positional after options (`put D --producer
+    a FILE`) is accepted, which plain argparse refuses once it has matched the positionals before the option."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    late = getattr(args, "late_positional", None)
+    if late and len(extra) == 1 and not extra[0].startswith("-") and getattr(args, late) == "-":
+        setattr(args, late, extra.pop())
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)  # usage errors: argparse prints usage and exits 2
+    args = parse(argv)
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -1,0 +1,316 @@
+"""`Streamwatch`: the whole pipeline as one construct for your CDK app, on your resources or new ones.
+
+As AWS Solutions Constructs do it: each resource you pass (`bucket`, `delivery_stream`, `event_bus`) is used, each
+you do not is created; an existing resource or props for a new one, never both; every child is an attribute you
+can grant, subscribe and alarm on. docs/construct.md lists the props and their defaults.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+import aws_cdk as cdk
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_kinesisfirehose as firehose
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from streamwatch.cdk.bundling import dependency_layer_code, producer_code
+from streamwatch.cdk.nag import acknowledge
+from streamwatch.cdk.operations import Operations
+from streamwatch.cdk.parts import RUNTIME, QueueWithDlq, StreamwatchFunction
+from streamwatch.events import DETAIL_TYPES, READY, SOURCE
+from streamwatch.manifest import MANIFEST, SUCCESS
+from streamwatch.observing import OBSERVER_TIMEOUT_S
+from streamwatch.s3_events import object_created_pattern, watched_prefixes
+from streamwatch.settings import Resources, Settings, SettingsError
+from streamwatch.store import LIST_INDEX, LIST_PK, LIST_SK, PK, SK, TTL_ATTRIBUTE
+
+MONITOR_TIMEOUT_S = 60
+TABLE_REPORTS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem",
+                 "dynamodb:Query", "dynamodb:BatchGetItem")  # producer reports and run registration
+ERROR_OUTPUT = "!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
+MAX_OUTPUT_CHARS = 4000  # a CloudFormation output value holds at most 4 KB
+
+
+class StreamwatchPropsError(ValueError):
+    """Props that contradict each other (an existing resource and props for a new one, ...)."""
+
+
+def event_pattern(*detail_types: str) -> events.EventPattern:
+    return events.EventPattern(source=[SOURCE], detail_type=list(detail_types or DETAIL_TYPES))
+
+
+class Streamwatch(Construct):
+    """Watch datasets that Firehose writes to S3 and put one Dataset Ready (or Failed, Stalled, Overdue, Amended)
+    on EventBridge per dataset.
+
+    `settings`: `streamwatch.settings.Settings` (policy, dataset rules, buffering, alarms, ...).
+    `bucket` / `bucket_props`: an existing bucket (IBucket), or props for the one the construct creates.
+    `delivery_stream`: an existing Firehose stream (IDeliveryStream) writing the first dataset rule's layout;
+    otherwise one is created with dynamic partitioning from that rule.
+    `event_bus`: where events go (IEventBus); otherwise a new bus.
+    `alarm_topic`: where alarms go (ITopic); otherwise a topic is created when `settings.alarm_email` is set.
+    `outputs`: CloudFormation outputs the client and CLI read (`--stack NAME`); one construct per stack then.
+    """
+
+    def __init__(self, scope: Construct, id: str, *, settings: Settings | None = None,
+                 bucket: s3.IBucket | None = None, bucket_props: dict | None = None,
+                 delivery_stream: firehose.IDeliveryStream | None = None, event_bus: events.IEventBus | None = None,
+                 alarm_topic: sns.ITopic | None = None, outputs: bool = True) -> None:
+        super().__init__(scope, id)
+        settings = settings or Settings()
+        if bucket is not None and bucket_props is not None:
+            raise StreamwatchPropsError("give bucket= (an existing bucket) or bucket_props= (for a new one), not both")
+        if delivery_stream is not None and bucket is None:
+            raise StreamwatchPropsError("delivery_stream= writes to a bucket of yours: pass that bucket as bucket=")
+        # resolve what depends on which resources were passed, once: Lambdas, outputs and alarms see the same
+        created_stream = delivery_stream is None
+        notifications = settings.notifications
+        if notifications == "auto":
+            notifications = "eventbridge" if bucket is not None else "s3"
+        pack = created_stream if settings.pack_records is None else settings.pack_records
+        self.settings = settings = replace(settings, pack_records=pack, notifications=notifications)
+        self._rule_ids = itertools.count(1)
+        self.service_name = self.node.path  # Powertools' `service` metric dimension: one per deployment
+
+        # --- storage --------------------------------------------------------------------------------------
+        self.bucket = bucket or s3.Bucket(self, "Data", **{
+            "block_public_access": s3.BlockPublicAccess.BLOCK_ALL, "enforce_ssl": True,
+            "encryption": s3.BucketEncryption.S3_MANAGED, "versioned": False,
+            "object_ownership": s3.ObjectOwnership.BUCKET_OWNER_ENFORCED, "removal_policy": RemovalPolicy.RETAIN,
+            **(bucket_props or {})})
+        self.table = dynamodb.Table(
+            self, "State", partition_key=dynamodb.Attribute(name=PK, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=SK, type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST, encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True),
+            time_to_live_attribute=TTL_ATTRIBUTE, removal_policy=RemovalPolicy.RETAIN)
+        self.table.add_global_secondary_index(  # datasets by the day they started: status, heartbeat
+            index_name=LIST_INDEX, partition_key=dynamodb.Attribute(name=LIST_PK, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=LIST_SK, type=dynamodb.AttributeType.STRING))
+        self.event_bus = event_bus or events.EventBus(self, "Bus")
+
+        # --- queues ---------------------------------------------------------------------------------------
+        # AWS: visibility >= 6x the function timeout plus the batching window, or batches get re-run mid-flight.
+        self.notifications = QueueWithDlq(self, "Notifications", visibility_timeout=Duration.seconds(
+            6 * MONITOR_TIMEOUT_S + settings.monitor_batch_window_s))
+        self.observer_queues = QueueWithDlq(self, "ObserverQueue",
+                                            visibility_timeout=Duration.seconds(6 * OBSERVER_TIMEOUT_S))
+        self.notification_queue, self.notification_dlq = self.notifications.queue, self.notifications.dlq
+        self.observer_queue, self.observer_dlq = self.observer_queues.queue, self.observer_queues.dlq
+
+        # --- ingest ---------------------------------------------------------------------------------------
+        self.delivery_stream = delivery_stream or self._stream(settings)
+        resources = Resources(table=self.table.table_name, bucket=self.bucket.bucket_name,
+                              stream=self.delivery_stream.delivery_stream_name,
+                              observer_queue_url=self.observer_queue.queue_url,
+                              notification_queue_url=self.notification_queue.queue_url,
+                              event_bus=self.event_bus.event_bus_name)
+        self.resources = resources
+        self.dependencies = lambda_.LayerVersion(
+            self, "Dependencies", code=dependency_layer_code(), compatible_runtimes=[RUNTIME],
+            compatible_architectures=[lambda_.Architecture.X86_64],
+            description="streamwatch's third-party wheels (obstore) for the Lambda platform")
+        self._producers(settings, resources)
+
+        # --- counting -------------------------------------------------------------------------------------
+        self.watched_prefixes = watched_prefixes(settings.rules, settings.error_prefix)
+        self._object_events(notifications)
+        self.monitor = self._function("Monitor", handler="monitor", settings=settings,
+                                           resources=resources, timeout_s=MONITOR_TIMEOUT_S,
+                                           layers=[self.dependencies]).function
+        self.monitor.add_event_source(sources.SqsEventSource(
+            self.notification_queue, batch_size=settings.monitor_batch_size,
+            max_batching_window=(Duration.seconds(settings.monitor_batch_window_s)
+                                 if settings.monitor_batch_window_s else None),
+            report_batch_item_failures=True))
+        self.table.grant_read_write_data(self.monitor)
+        for prefix in self.watched_prefixes:  # reads objects to find records, and the error output
+            self.bucket.grant_read(self.monitor, f"{prefix}*")
+        self.observer_queue.grant_send_messages(self.monitor)  # first object starts the chain; nudges
+        self.notification_queue.grant_consume_messages(self.monitor)
+
+        # --- observing ------------------------------------------------------------------------------------
+        # AWS stops a Lambda -> SQS -> same Lambda chain after ~16 hops unless allowed; our own guard is the
+        # hard cap (max_observation_s -> Dataset Stalled), enforced by the policy.
+        self.observer = self._function("Observer", handler="observer", settings=settings,
+                                            resources=resources, timeout_s=OBSERVER_TIMEOUT_S,
+                                            recursive_loop=lambda_.RecursiveLoop.ALLOW).function
+        self.observer.add_event_source(sources.SqsEventSource(self.observer_queue, batch_size=10,
+                                                              report_batch_item_failures=True))
+        self.table.grant_read_write_data(self.observer)
+        self.observer_queue.grant_send_messages(self.observer)
+        self.event_bus.grant_put_events_to(self.observer)
+        cdk.aws_iam.Grant.add_to_principal(  # the backlog check reads the notifications queue's depth
+            grantee=self.observer, actions=["sqs:GetQueueAttributes"],
+            resource_arns=[self.notification_queue.queue_arn])
+        self.scheduler = self._scheduler(settings, resources)
+
+        # --- downstream -----------------------------------------------------------------------------------
+        self.webhook_dlq = self._webhook(settings.callback_url) if settings.callback_url else None
+        self.consumer, self.consumer_dlq = (self._example_consumer(settings, resources)
+                                            if settings.example_consumer else (None, None))
+
+        # --- operations -----------------------------------------------------------------------------------
+        self.alarm_topic = alarm_topic
+        if settings.alarms and alarm_topic is None and settings.alarm_email:
+            self.alarm_topic = sns.Topic(self, "Alarms", enforce_ssl=True)
+            self.alarm_topic.add_subscription(cdk.aws_sns_subscriptions.EmailSubscription(settings.alarm_email))
+        self.operations = Operations(self, "Operations", watch=self, settings=settings) if settings.alarms else None
+        if outputs:
+            self._outputs()
+        acknowledge(self)
+
+    def _function(self, id: str, **kwargs) -> StreamwatchFunction:
+        return StreamwatchFunction(self, id, service=self.service_name, **kwargs)
+
+    # --- ingest --------------------------------------------------------------------------------------------
+    def _stream(self, settings: Settings) -> firehose.DeliveryStream:
+        """A stream writing the first rule's layout: dynamic partitioning by its fields (JQ), time fields from
+        the arrival time, JSON de-aggregation when producers pack records, a newline after each record."""
+        rule = settings.rules.stream_rule
+        processors = []
+        if settings.pack_records:
+            processors.append(firehose.RecordDeAggregationProcessor.json())
+        partitioned = bool(rule.value_fields)
+        if partitioned:
+            processors.append(firehose.MetadataExtractionProcessor.jq16(rule.jq_query()))
+        processors.append(firehose.AppendDelimiterToRecordProcessor())
+        error_prefix = (settings.error_prefix or "errors/") + ERROR_OUTPUT
+        destination = firehose.S3Bucket(
+            self.bucket, data_output_prefix=rule.firehose_prefix(), error_output_prefix=error_prefix,
+            buffering_interval=Duration.seconds(settings.buffer_interval_s),
+            buffering_size=cdk.Size.mebibytes(settings.buffer_size_mib),
+            dynamic_partitioning=firehose.DynamicPartitioningProps(enabled=True) if partitioned else None,
+            processors=processors)
+        return firehose.DeliveryStream(self, "Stream", destination=destination,
+                                       encryption=firehose.StreamEncryption.aws_owned_key())
+
+    def _producers(self, settings: Settings, resources: Resources) -> None:
+        """Producers may only put to the stream, write their report items and nudge the observer. The run
+        starter registers a dataset and fans out to producers; it never writes to Firehose itself."""
+        code = producer_code(settings.producer_code_dir) if settings.producer_code_dir else None
+        self.producer = self._function("Producer", handler="producer", settings=settings,
+                                            resources=resources, timeout_s=900, memory_mb=1024, code=code).function
+        self.delivery_stream.grant_put_records(self.producer)
+        self.table.grant(self.producer, *TABLE_REPORTS)
+        self.observer_queue.grant_send_messages(self.producer)
+        self.starter = self._function(
+            "Starter", handler="producer", settings=settings,
+            resources=replace(resources, producer_function=self.producer.function_name), timeout_s=60).function
+        self.table.grant(self.starter, *TABLE_REPORTS)
+        self.observer_queue.grant_send_messages(self.starter)
+        self.producer.grant_invoke(self.starter)
+
+    def _object_events(self, notifications: str) -> None:
+        """S3 notifications for a bucket of ours; EventBridge for yours (a bucket has one notification
+        configuration, which its owner may already use)."""
+        if notifications == "s3":
+            for prefix in self.watched_prefixes:
+                filters = [s3.NotificationKeyFilter(prefix=prefix)] if prefix else []
+                self.bucket.add_event_notification(s3.EventType.OBJECT_CREATED,
+                                                   s3n.SqsDestination(self.notification_queue), *filters)
+            self.object_events_rule = None
+            return
+        self.bucket.enable_event_bridge_notification()
+        pattern = object_created_pattern(self.bucket.bucket_name, self.watched_prefixes)
+        self.object_events_rule = events.Rule(
+            self, "ObjectCreated", description="New objects under the watched prefixes -> the monitor",
+            event_pattern=events.EventPattern(source=pattern["source"], detail_type=pattern["detail-type"],
+                                              detail=pattern["detail"]),
+            targets=[targets.SqsQueue(self.notification_queue, dead_letter_queue=self.notification_dlq,
+                                      retry_attempts=185, max_event_age=Duration.hours(24))])
+
+    # --- scheduled work ------------------------------------------------------------------------------------
+    def _scheduler(self, settings: Settings, resources: Resources) -> lambda_.IFunction | None:
+        windows = sorted({r.window_s for r in settings.rules.rules
+                          if r.window_s and settings.for_rule(r).emit_empty})
+        if not windows and not settings.alarms:
+            return None
+        fn = self._function("Scheduler", handler="scheduler", settings=settings, resources=resources,
+                                 timeout_s=120).function
+        self.table.grant_read_write_data(fn)
+        self.observer_queue.grant_send_messages(fn)
+        for window_s in windows:  # open every window when it ends, empty ones included
+            schedule = events.Schedule.cron(minute="0") if window_s == 3600 else events.Schedule.cron(minute="0",
+                                                                                                        hour="0")
+            events.Rule(self, f"CloseWindows{window_s}", schedule=schedule, targets=[targets.LambdaFunction(
+                fn, event=events.RuleTargetInput.from_object({"action": "close_windows"}), retry_attempts=4)])
+        if settings.alarms:
+            events.Rule(self, "Heartbeat", schedule=events.Schedule.rate(Duration.minutes(5)),
+                        targets=[targets.LambdaFunction(
+                            fn, event=events.RuleTargetInput.from_object({"action": "heartbeat"}), retry_attempts=2)])
+        return fn
+
+    # --- downstream ----------------------------------------------------------------------------------------
+    def on_event(self, target: events.IRuleTarget, *detail_types: str) -> events.Rule:
+        """A rule on the bus sending these events (default: Dataset Ready) to any EventBridge target: a Lambda,
+        a Step Functions state machine, a Glue workflow, an SQS queue an Airflow DAG listens on, ..."""
+        detail_types = detail_types or (READY,)
+        unknown = [d for d in detail_types if d not in DETAIL_TYPES]
+        if unknown:
+            raise StreamwatchPropsError(f"unknown detail-type {unknown[0]!r}: one of {', '.join(DETAIL_TYPES)}")
+        return events.Rule(self, f"On{next(self._rule_ids)}", event_bus=self.event_bus,
+                           event_pattern=event_pattern(*detail_types), targets=[target])
+
+    def _webhook(self, url: str):
+        """Every event POSTed to the callback URL by an EventBridge API destination: retries and a DLQ from the
+        service, no HTTP code of ours. The receiver checks the `x-streamwatch-token` header against the secret."""
+        self.webhook_secret = secretsmanager.Secret(
+            self, "WebhookToken", generate_secret_string=secretsmanager.SecretStringGenerator(
+                exclude_punctuation=True, password_length=40))
+        connection = events.Connection(self, "WebhookConnection", authorization=events.Authorization.api_key(
+            "x-streamwatch-token", self.webhook_secret.secret_value))
+        destination = events.ApiDestination(self, "WebhookDestination", connection=connection, endpoint=url,
+                                            http_method=events.HttpMethod.POST, rate_limit_per_second=10)
+        dlq = QueueWithDlq(self, "WebhookFailed", visibility_timeout=Duration.seconds(30))
+        events.Rule(self, "Webhook", event_bus=self.event_bus, event_pattern=event_pattern(), targets=[
+            targets.ApiDestination(destination, dead_letter_queue=dlq.queue, retry_attempts=185,
+                                   max_event_age=Duration.hours(24))])
+        return dlq.queue
+
+    def _example_consumer(self, settings: Settings, resources: Resources):
+        """A rule on Dataset Ready -> the consumer Lambda (manifest + _SUCCESS), retries and a DLQ."""
+        fn = self._function("Consumer", handler="consumer", settings=settings, resources=resources,
+                                 timeout_s=900, memory_mb=1769, layers=[self.dependencies]).function
+        for prefix in settings.rules.watched_prefixes:
+            self.bucket.grant_read(fn, f"{prefix}*")
+            for name in (MANIFEST, SUCCESS):  # it writes only its two marker files, never data
+                self.bucket.grant_put(fn, f"{prefix}*/{name}")
+        dlq = QueueWithDlq(self, "ConsumerFailed", visibility_timeout=Duration.seconds(30))
+        self.on_event(targets.LambdaFunction(fn, dead_letter_queue=dlq.queue, retry_attempts=4,
+                                             max_event_age=Duration.hours(6)), READY)
+        return fn, dlq.queue
+
+    # --- what clients read ----------------------------------------------------------------------------------
+    def _outputs(self) -> None:
+        stack = Stack.of(self)
+        queues = {"notifications": {"queue": self.notification_queue.queue_url, "dlq": self.notification_dlq.queue_url},
+                  "observer": {"queue": self.observer_queue.queue_url, "dlq": self.observer_dlq.queue_url}}
+        if self.consumer_dlq is not None:
+            queues["consumer"] = {"dlq": self.consumer_dlq.queue_url}
+        if self.webhook_dlq is not None:
+            queues["webhook"] = {"dlq": self.webhook_dlq.queue_url}
+        settings_json = stack.to_json_string(self.settings.changed())
+        if len(str(self.settings.changed())) > MAX_OUTPUT_CHARS:
+            raise SettingsError("the settings are too large for the stack's Settings output (4 KB): fewer or "
+                                "shorter dataset rules")
+        values = {"Bucket": self.bucket.bucket_name, "Stream": self.delivery_stream.delivery_stream_name,
+                  "Table": self.table.table_name, "NotificationQueue": self.notification_queue.queue_url,
+                  "NotificationDlq": self.notification_dlq.queue_url, "ObserverQueue": self.observer_queue.queue_url,
+                  "ObserverDlq": self.observer_dlq.queue_url, "EventBus": self.event_bus.event_bus_name,
+                  "StarterFunction": self.starter.function_name,
+                  "Settings": settings_json, "Queues": stack.to_json_string(queues)}
+        for name, value in values.items():
+            cdk.CfnOutput(self, f"{name}Output", value=value, key=name)

@@ -1,0 +1,157 @@
+"""Alarms and one dashboard for every stage (ingest, count, observe, notify), on by default.
+
+Built with cdk-monitoring-constructs (cdklabs): its SQS/Lambda/DynamoDB/Firehose monitors give the standard
+alarms and dashboard rows; what it lacks (Firehose DeliveryToS3.DataFreshness/Success and PartitionCountExceeded,
+the heartbeat, the domain's own metrics) is added as custom metrics with alarms through the same facade, so
+every alarm has the same naming, action and dashboard. Thresholds derive from the settings (`alarm_thresholds`,
+docs/operations.md); actions go to the topic passed as `alarm_topic`, or the one created for `alarm_email`.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from cdk_monitoring_constructs import (
+    AlarmFactoryDefaults,
+    CustomMetricGroup,
+    CustomMetricWithAlarm,
+    CustomThreshold,
+    DefaultDashboardFactory,
+    ErrorCountThreshold,
+    MaxMessageAgeThreshold,
+    MaxMessageCountThreshold,
+    MetricFactoryDefaults,
+    MonitoringFacade,
+    NoopAlarmActionStrategy,
+    RecordsThrottledThreshold,
+    SnsAlarmActionStrategy,
+    ThrottledEventsThreshold,
+)
+from constructs import Construct
+
+from streamwatch.observing import OBSERVER_TIMEOUT_S
+from streamwatch.settings import SQS_MAX_DELAY_S, Settings
+
+GT = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
+LT = cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD
+PERIOD = Duration.minutes(5)
+DOMAIN = {  # the handlers' metrics (Powertools EMF): what each alarm on them means
+    "ObserverFailed": "a dataset failed (a producer reported failure, or records went to Firehose's error output)",
+    "ObserverStalled": "a dataset hit the hard cap (max_observation_s) without being complete",
+    "ObserverOverdue": "a dataset passed its deadline without a Ready",
+    "ObserverAmended": "objects landed after a dataset was declared (late data)",
+    "EventsNotPublished": "an event could not be published to the bus (retried; then the DLQ)",
+}
+
+
+def alarm_thresholds(settings: Settings) -> dict[str, float]:
+    """Every threshold that is not simply "more than zero", from the settings (one place; the tests read it)."""
+    return {
+        # beyond half the quiet window, count rules hold back (they subtract the backlog from the quiet they see)
+        "notification_age_s": max(120, settings.quiet_s // 2),
+        "observer_message_age_s": SQS_MAX_DELAY_S + 6 * OBSERVER_TIMEOUT_S,
+        "data_freshness_s": 2 * settings.buffer_interval_s,
+        # every observing chain ticks at least every SQS max delay; a redelivery takes a visibility timeout more
+        "chain_silence_s": SQS_MAX_DELAY_S + 6 * OBSERVER_TIMEOUT_S + 300,
+        "delivery_success_min": 1,
+    }
+
+
+class Operations(Construct):
+    def __init__(self, scope: Construct, id: str, *, watch, settings: Settings) -> None:
+        super().__init__(scope, id)
+        self.thresholds = t = alarm_thresholds(settings)
+        action = (SnsAlarmActionStrategy(on_alarm_topic=watch.alarm_topic) if watch.alarm_topic is not None
+                  else NoopAlarmActionStrategy())
+        prefix = f"{Stack.of(self).stack_name}-{watch.node.id}"
+        self.facade = facade = MonitoringFacade(
+            self, "Monitoring",
+            alarm_factory_defaults=AlarmFactoryDefaults(actions_enabled=True, alarm_name_prefix=prefix, action=action,
+                                                        datapoints_to_alarm=1, evaluation_periods=1),
+            metric_factory_defaults=MetricFactoryDefaults(period=PERIOD),
+            dashboard_factory=DefaultDashboardFactory(self, "Dashboards", dashboard_name_prefix=prefix,
+                                                      create_dashboard=True, create_summary_dashboard=False,
+                                                      create_alarm_dashboard=False))
+        zero = {"Warning": ErrorCountThreshold(max_error_count=0)}
+        throttled = {"Warning": ThrottledEventsThreshold(max_throttled_events_threshold=0)}
+        service = watch.service_name
+
+        def domain(name: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(namespace="streamwatch", metric_name=name, statistic="Sum", period=PERIOD,
+                                     dimensions_map={"service": service})
+
+        def custom(title: str, *alarms: tuple[cloudwatch.Metric, str, float, cloudwatch.ComparisonOperator, str]):
+            """Metrics the library has no monitor for, with alarms made by the same factory."""
+            facade.monitor_custom(alarm_friendly_name=title, human_readable_name=title, metric_groups=[
+                CustomMetricGroup(title=title, metrics=[CustomMetricWithAlarm(
+                    metric=metric, alarm_friendly_name=name, add_alarm={"Warning": CustomThreshold(
+                        threshold=threshold, comparison_operator=op, additional_description=why,
+                        treat_missing_data_override=cloudwatch.TreatMissingData.NOT_BREACHING)})
+                    for metric, name, threshold, op, why in alarms])])
+
+        # --- ingest -------------------------------------------------------------------------------------------
+        facade.add_large_header("Ingest: producers and Firehose")
+        for fn, name in ((watch.starter, "Starter"), (watch.producer, "Producer")):
+            facade.monitor_lambda_function(lambda_function=fn, alarm_friendly_name=name, human_readable_name=name,
+                                           add_fault_count_alarm=zero, add_throttles_count_alarm=zero)
+        stream = watch.delivery_stream.delivery_stream_name
+        facade.monitor_kinesis_firehose(delivery_stream_name=stream, alarm_friendly_name="Stream",
+                                        human_readable_name="Firehose stream", add_records_throttled_alarm={
+            "Warning": RecordsThrottledThreshold(max_records_throttled_threshold=0)})
+
+        def firehose(name: str, statistic: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(namespace="AWS/Firehose", metric_name=name, statistic=statistic, period=PERIOD,
+                                     dimensions_map={"DeliveryStreamName": stream})
+        custom("FirehoseDelivery",
+               (firehose("DeliveryToS3.DataFreshness", "Maximum"), "DataFreshness", t["data_freshness_s"], GT,
+                "the oldest record not yet in S3 is older than twice the buffer interval: Firehose is falling behind"),
+               (firehose("DeliveryToS3.Success", "Average"), "DeliverySuccess", t["delivery_success_min"], LT,
+                "some deliveries to S3 failed (Firehose retries; see its error logs)"),
+               (firehose("PartitionCountExceeded", "Maximum"), "PartitionCountExceeded", 0, GT,
+                "more datasets open than the stream's active-partition quota: their records go to the error "
+                "output and those datasets fail"))
+
+        # --- count --------------------------------------------------------------------------------------------
+        facade.add_large_header("Count: object events and the monitor")
+        facade.monitor_sqs_queue_with_dlq(
+            queue=watch.notification_queue, dead_letter_queue=watch.notification_dlq,
+            alarm_friendly_name="Notifications", human_readable_name="Object events (notifications queue)",
+            add_dead_letter_queue_max_size_alarm={"Critical": MaxMessageCountThreshold(max_message_count=0)},
+            add_queue_max_message_age_alarm={"Warning": MaxMessageAgeThreshold(
+                max_age_in_seconds=t["notification_age_s"])})
+        facade.monitor_lambda_function(lambda_function=watch.monitor, alarm_friendly_name="Monitor",
+                                       human_readable_name="Monitor", add_fault_count_alarm=zero,
+                                       add_throttles_count_alarm=zero)
+        facade.monitor_dynamo_table(
+            table=watch.table, alarm_friendly_name="State", human_readable_name="State table",
+            add_read_throttled_events_count_alarm=throttled, add_write_throttled_events_count_alarm=throttled)
+
+        # --- observe ------------------------------------------------------------------------------------------
+        facade.add_large_header("Observe: the observer chain")
+        facade.monitor_sqs_queue_with_dlq(
+            queue=watch.observer_queue, dead_letter_queue=watch.observer_dlq,
+            alarm_friendly_name="ObserverQueue", human_readable_name="Observer ticks (observer queue)",
+            add_dead_letter_queue_max_size_alarm={"Critical": MaxMessageCountThreshold(max_message_count=0)},
+            add_queue_max_message_age_alarm={"Warning": MaxMessageAgeThreshold(
+                max_age_in_seconds=t["observer_message_age_s"])})
+        for fn, name in ((watch.observer, "Observer"), (watch.scheduler, "Scheduler")):
+            if fn is not None:
+                facade.monitor_lambda_function(lambda_function=fn, alarm_friendly_name=name, human_readable_name=name,
+                                               add_fault_count_alarm=zero, add_throttles_count_alarm=zero)
+        silence = cloudwatch.Metric(namespace="streamwatch", metric_name="ChainSilenceSeconds", statistic="Maximum",
+                                    period=PERIOD, dimensions_map={"service": service})
+        custom("Heartbeat", (silence, "ChainSilence", t["chain_silence_s"], GT,
+                             "an observed dataset has had no observer tick for longer than a chain ever waits: "
+                             "its chain died; `streamwatch status` shows which"))
+
+        # --- notify -------------------------------------------------------------------------------------------
+        facade.add_large_header("Notify: events and downstream")
+        custom("Datasets", *((domain(name), name, 0, GT, why) for name, why in DOMAIN.items()))
+        for dlq, name in ((watch.consumer_dlq, "ConsumerFailed"), (watch.webhook_dlq, "WebhookFailed")):
+            if dlq is not None:
+                facade.monitor_sqs_queue(queue=dlq, alarm_friendly_name=name, human_readable_name=name,
+                                         add_queue_max_size_alarm={
+                    "Critical": MaxMessageCountThreshold(max_message_count=0)})
+        if watch.consumer is not None:
+            facade.monitor_lambda_function(lambda_function=watch.consumer, alarm_friendly_name="Consumer",
+                                           human_readable_name="Example consumer", add_fault_count_alarm=zero)

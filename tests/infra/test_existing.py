@@ -1,0 +1,193 @@
+"""The construct in a user's app, on resources that already exist: each combination of passed and created
+resources, contradicting props refused, the example app through cdk-nag, and a Lambda asset of runtime code only
+(with obstore for the Lambda platform in the dependency layer, importable by the handlers)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_kinesisfirehose as firehose
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from aws_cdk.assertions import Match, Template
+
+from streamwatch.cdk import Streamwatch, StreamwatchPropsError, register_nag
+from streamwatch.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ({"pattern": "orders/{dataset_id}/", "name": "orders"},)
+
+
+def stack_with(**kwargs) -> tuple[cdk.Stack, Streamwatch]:
+    app = cdk.App()
+    register_nag(app)
+    stack = cdk.Stack(app, "User")
+    passed = {}
+    if kwargs.pop("existing_bucket", False):
+        passed["bucket"] = s3.Bucket.from_bucket_name(stack, "Theirs", "their-bucket")
+    if kwargs.pop("existing_stream", False):
+        passed["delivery_stream"] = firehose.DeliveryStream.from_delivery_stream_name(stack, "S", "their-stream")
+    if kwargs.pop("existing_bus", False):
+        passed["event_bus"] = events.EventBus.from_event_bus_name(stack, "B", "their-bus")
+    watch = Streamwatch(stack, "Watch", settings=Settings(datasets=RULES, example_consumer=False, **kwargs), **passed)
+    return stack, watch
+
+
+@pytest.fixture(scope="module")
+def theirs() -> tuple[Template, Streamwatch]:
+    """Their bucket, their stream, their bus: the construct creates only what watching needs."""
+    stack, watch = stack_with(existing_bucket=True, existing_stream=True, existing_bus=True)
+    return Template.from_stack(stack), watch
+
+
+def test_nothing_they_passed_is_created(theirs):
+    template, watch = theirs
+    for kind in ("AWS::S3::Bucket", "AWS::KinesisFirehose::DeliveryStream", "AWS::Events::EventBus"):
+        template.resource_count_is(kind, 0)
+    assert watch.settings.notifications == "eventbridge" and watch.settings.pack_records is False
+
+
+def test_their_bucket_notifies_through_eventbridge_for_the_watched_prefixes(theirs):
+    template, watch = theirs
+    template.has_resource_properties("Custom::S3BucketNotifications", {
+        "BucketName": "their-bucket", "NotificationConfiguration": {"EventBridgeConfiguration": {}},
+        "Managed": False})
+    queue = watch.node.find_child("Notifications").node.find_child("Queue").node.default_child
+    template.has_resource_properties("AWS::Events::Rule", {
+        "EventPattern": {"source": ["aws.s3"], "detail-type": ["Object Created"],
+                         "detail": {"bucket": {"name": ["their-bucket"]},
+                                    "object": {"key": [{"prefix": "errors/"}, {"prefix": "orders/"}]}}},
+        "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [cdk.Stack.of(watch).get_logical_id(queue), "Arn"]},
+                                       "DeadLetterConfig": Match.any_value()})]})
+
+
+def test_producers_may_put_to_their_stream_and_events_go_to_their_bus(theirs):
+    template, _ = theirs
+    policies = json.dumps(template.find_resources("AWS::IAM::Policy"))
+    assert "deliverystream/their-stream" in policies and "firehose:PutRecordBatch" in policies
+    assert "event-bus/their-bus" in policies
+
+
+@pytest.mark.parametrize("passed", [{"existing_bucket": True}, {"existing_bus": True}, {}])
+def test_each_combination_synthesizes_through_cdk_nag(passed, tmp_path):
+    stack, watch = stack_with(**passed)
+    cdk.App.of(stack).synth()  # raises on any unacknowledged cdk-nag finding
+    template = Template.from_stack(stack)
+    template.resource_count_is("AWS::S3::Bucket", 0 if passed.get("existing_bucket") else 1)
+    template.resource_count_is("AWS::KinesisFirehose::DeliveryStream", 1)
+    template.resource_count_is("AWS::Events::EventBus", 0 if passed.get("existing_bus") else 1)
+
+
+def test_an_existing_resource_and_props_for_a_new_one_is_an_error():
+    stack = cdk.Stack(cdk.App(), "X")
+    bucket = s3.Bucket.from_bucket_name(stack, "B", "their-bucket")
+    with pytest.raises(StreamwatchPropsError, match="give bucket= .* or bucket_props= .*not both"):
+        Streamwatch(stack, "W", bucket=bucket, bucket_props={"versioned": True})
+    with pytest.raises(StreamwatchPropsError, match="pass that bucket as bucket="):
+        Streamwatch(cdk.Stack(cdk.App(), "Y"), "W", delivery_stream=firehose.DeliveryStream.from_delivery_stream_name(
+            cdk.Stack(cdk.App(), "Z"), "S", "s"))
+
+
+def test_on_event_routes_any_detail_type_to_any_target():
+    stack, watch = stack_with()
+    dead = sqs.Queue(stack, "AirflowDlq", enforce_ssl=True)
+    queue = sqs.Queue(stack, "Airflow", enforce_ssl=True, dead_letter_queue=sqs.DeadLetterQueue(queue=dead,
+                                                                                                 max_receive_count=3))
+    watch.on_event(targets.SqsQueue(queue), "Dataset Failed", "Dataset Overdue")
+    Template.from_stack(stack).has_resource_properties("AWS::Events::Rule", {
+        "EventPattern": {"source": ["streamwatch"], "detail-type": ["Dataset Failed", "Dataset Overdue"]}})
+    with pytest.raises(StreamwatchPropsError, match="unknown detail-type 'Dataset Done'"):
+        watch.on_event(targets.SqsQueue(queue), "Dataset Done")
+
+
+def test_the_example_app_on_existing_resources_synthesizes_through_cdk_nag(tmp_path):
+    result = subprocess.run([sys.executable, "app.py"], cwd=ROOT / "examples" / "existing_pipeline", text=True,
+                            capture_output=True, timeout=300,
+                            env={**os.environ, "CDK_OUTDIR": str(tmp_path), "PYTHONPATH": str(ROOT / "lambdas")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    template = json.loads((tmp_path / "OrdersPipeline.template.json").read_text())
+    kinds = {r["Type"] for r in template["Resources"].values()}
+    assert "AWS::S3::Bucket" not in kinds and "AWS::KinesisFirehose::DeliveryStream" not in kinds
+    patterns = [r["Properties"].get("EventPattern", {}) for r in template["Resources"].values()
+                if r["Type"] == "AWS::Events::Rule"]
+    rules = [p for p in patterns if p.get("source") == ["aws.s3"]]
+    assert rules == [{"source": ["aws.s3"], "detail-type": ["Object Created"],
+                      "detail": {"bucket": {"name": ["acme-raw-events"]}, "object": {"key": [
+                          {"prefix": "clicks/"}, {"prefix": "errors/"}, {"prefix": "orders/dt="}]}}}]
+
+
+@pytest.fixture(scope="module")
+def assembly(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cdk.out")
+    app = cdk.App(outdir=str(out))
+    Streamwatch(cdk.Stack(app, "Assets"), "Watch")
+    app.synth()
+    return out
+
+
+def assets(out: Path) -> dict[str, Path]:
+    manifest = json.loads((out / "Assets.assets.json").read_text())
+    return {k: out / v["source"]["path"] for k, v in manifest["files"].items() if "path" in v["source"]
+            and (out / v["source"]["path"]).is_dir()}
+
+
+def test_the_lambda_asset_holds_runtime_code_only(assembly):
+    (runtime,) = [p for p in assets(assembly).values() if (p / "streamwatch" / "handlers").is_dir()]
+    names = {str(p.relative_to(runtime)) for p in runtime.rglob("*")}
+    assert "streamwatch/handlers/monitor.py" in names and "streamwatch/reader.py" in names
+    assert not [n for n in names if n.split("/")[:2] in (["streamwatch", "cdk"], ["streamwatch", "local"],
+                                                        ["streamwatch", "cli"])
+                or n in ("streamwatch/status.py", "streamwatch/__main__.py") or "__pycache__" in n]
+
+
+def test_the_dependency_layer_holds_obstore_for_the_lambda_platform_and_handlers_import_from_it(assembly):
+    (layer,) = [p for p in assets(assembly).values() if (p / "python" / "obstore").is_dir()]
+    (wheel,) = (layer / "python").glob("obstore-*.dist-info/WHEEL")
+    tags = [line.split(": ", 1)[1] for line in wheel.read_text().splitlines() if line.startswith("Tag:")]
+    assert any("abi3" in t and "manylinux" in t and t.endswith("x86_64") for t in tags), tags
+    (runtime,) = [p for p in assets(assembly).values() if (p / "streamwatch" / "handlers").is_dir()]
+    # Lambda's path: the asset, then the layer; boto3 and Powertools from the runtime and the managed layer
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    code = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; sys.path.append(sys.argv[3]); "
+            "import streamwatch.handlers.monitor, streamwatch.handlers.observer, streamwatch.handlers.producer, "
+            "streamwatch.handlers.consumer, streamwatch.handlers.scheduler, obstore, streamwatch; "
+            "print(obstore.__file__); print(streamwatch.__file__); "
+            "print(any(m.startswith(('aws_cdk', 'rich', 'moto')) for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-S", "-c", code, str(runtime), str(layer / "python"), site],
+                         capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin",
+                                                                            "AWS_DEFAULT_REGION": "us-east-1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    obstore_file, package_file, extras = out.stdout.split()
+    assert obstore_file.startswith(str(layer)) and package_file.startswith(str(runtime)) and extras == "False"
+
+
+def test_the_wheel_provides_the_construct_from_where_it_is_installed(tmp_path):
+    # Given the wheel `make dist` builds, unpacked as pip installs it (no repository on the path)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path / "dist"), str(ROOT)], check=True, timeout=300, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("streamwatch-*.whl")
+    installed = tmp_path / "site"
+    import zipfile
+    zipfile.ZipFile(wheel).extractall(installed)
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    code = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
+            "import aws_cdk as cdk, streamwatch\n"
+            "from streamwatch.cdk import Streamwatch\n"
+            "assert streamwatch.__file__.startswith(sys.argv[1]), streamwatch.__file__\n"
+            "app = cdk.App(outdir=sys.argv[3]); Streamwatch(cdk.Stack(app, 'FromWheel'), 'Watch'); app.synth()\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # When a user's app synthesizes the construct from it, Then the runtime asset comes from the installed package
+    result = subprocess.run([sys.executable, "-S", "-c", code, str(installed), site, str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (installed / "streamwatch" / "cdk" / "lambda-requirements.txt").exists()
+    handlers = list((tmp_path / "out").glob("asset.*/streamwatch/handlers/monitor.py"))
+    assert len(handlers) == 1
