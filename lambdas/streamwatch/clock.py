@@ -23,16 +23,18 @@ class WallClock:
 
 
 class ScaledClock(WallClock):
-    """Virtual seconds run `speed` times faster than wall seconds, from `origin` (wall) on."""
+    """Virtual seconds run `speed` times faster than wall seconds, from `origin` (wall) on; virtual time starts at
+    `start` (default: the wall time at `origin`), e.g. a few minutes before an hour to show hourly windows."""
 
-    def __init__(self, speed: float, origin: float | None = None) -> None:
+    def __init__(self, speed: float, origin: float | None = None, start: float | None = None) -> None:
         self.speed, self.origin = speed, time.time() if origin is None else origin
+        self.start = self.origin if start is None else start
 
     def now(self) -> float:
         return self.from_wall(time.time())
 
     def from_wall(self, epoch_s: float) -> float:
-        return self.origin + (epoch_s - self.origin) * self.speed
+        return self.start + (epoch_s - self.origin) * self.speed
 
     def delay_seconds(self, seconds: float) -> int:
         return 0 if seconds <= 0 else max(1, min(SQS_MAX_DELAY_S, math.ceil(seconds / self.speed)))

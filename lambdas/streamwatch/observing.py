@@ -8,9 +8,10 @@
   (OBSERVING -> READY/STALLED/FAILED; the deadline passing -> Overdue; a new total after the declaration ->
   Amended), which also leaves `pending_<kind>` with a publish lease. The claimer publishes and then records the
   event as sent. Any message that finds a pending event whose lease ran out (its publisher died) takes it over
-  and publishes it; one that finds a live lease retries later, so a racing message never publishes a second
-  copy. (A crash after PutEvents but before the sent flag can repeat the event: `event_id` lets consumers
-  drop it.)
+  and publishes it; one that finds a live lease sends itself a check for when the lease ends and is done, so a
+  racing message never publishes a second copy, and never burns its own deliveries (its DLQ is for messages
+  that cannot be processed, not for ones that had to wait). (A crash after PutEvents but before the sent flag
+  can repeat the event: `event_id` lets consumers drop it.)
 - Count-based declarations (stability, producers, window, the records fallback) first ask how far behind the
   monitor is: a notification still waiting in the queue could hold the object that breaks the quiet.
 """
@@ -18,13 +19,14 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import replace
 
 from streamwatch import aws, clock, events
 from streamwatch.policy import Decision, Policy, complete_now, decide
 from streamwatch.rules import RuleError
-from streamwatch.settings import Resources, Settings
+from streamwatch.settings import SQS_MAX_DELAY_S, Resources, Settings
 from streamwatch.store import DECLARED, FAILED, OBSERVING, State, Store
 from streamwatch.ticks import Tick, send
 
@@ -41,7 +43,11 @@ class FutureTick(RuntimeError):
 
 
 class PublishInFlight(RuntimeError):
-    """Another invocation claimed an event moments ago and may still be publishing it: retry later."""
+    """Another invocation claimed an event moments ago and may still be publishing it: check again later."""
+
+    def __init__(self, message: str, lease_until: float) -> None:
+        super().__init__(message)
+        self.lease_until = lease_until
 
 
 class Observer:
@@ -68,7 +74,12 @@ class Observer:
         if state is None or state.started_ts is None:
             raise MissingState(f"no state for dataset {msg.dataset_id!r} (tick {msg.tick}, {msg.kind})")
         if state.pending:
-            self._publish_pending(state)
+            try:
+                self._publish_pending(state)
+            except PublishInFlight as busy:  # come back when the other publisher's lease ends
+                wait = min(SQS_MAX_DELAY_S, max(1, math.ceil(busy.lease_until - time.time()) + 1))
+                send(self.resources.observer_queue_url, [(Tick(msg.dataset_id, state.tick, "nudge"), wait)])
+                return "publish-in-flight"
             state = self.store.get_state(msg.dataset_id)
         if state.status != OBSERVING:
             return self._after_declaration(state)
@@ -164,9 +175,10 @@ class Observer:
         wall = time.time()
         for kind, lease in sorted(state.pending.items()):
             if wall < lease:
-                raise PublishInFlight(f"{state.dataset_id}: another invocation is publishing {kind}")
+                raise PublishInFlight(f"{state.dataset_id}: another invocation is publishing {kind}", lease)
             if not self.store.renew_lease(state.dataset_id, kind, lease, wall + self.lease_s):
-                raise PublishInFlight(f"{state.dataset_id}: another invocation took over {kind}")
+                raise PublishInFlight(f"{state.dataset_id}: another invocation took over {kind}",
+                                      wall + self.lease_s)
             fresh = self.store.get_state(state.dataset_id)
             self._publish(events.TYPE_OF[kind], fresh)
 

@@ -5,6 +5,7 @@
   schedule per window length (the construct's EventBridge rule; the local run's scheduler thread) opens every
   window that ended recently: it registers the window dataset (idempotent) and starts its chain (a duplicate
   tick 0 is dropped by the observer), so duplicated or missed schedules still end in exactly one Ready.
+  Windows that ended before the scheduler first ran (before streamwatch was watching) are never opened.
 - Heartbeat: every observing dataset's chain ticks at least every SQS max delay; a chain that died silently
   stops ticking. The heartbeat reports how long the stalest observing dataset went without a tick, and how many
   datasets are observed (metrics the construct alarms on).
@@ -42,11 +43,13 @@ class Scheduler:
         """Open (register and start observing) every window of an `emit_empty` rule that ended in the last few
         window lengths. Returns the window datasets it touched."""
         now = clock.get().now() if now is None else now
+        rules = [r for r in self.settings.rules.rules if r.window_s and self.settings.for_rule(r).emit_empty]
+        if not rules:
+            return []
+        since = self.store.watching_since(now)  # never open windows that ended before streamwatch was watching
         opened = []
-        for rule in self.settings.rules.rules:
-            if not rule.window_s or not self.settings.for_rule(rule).emit_empty:
-                continue
-            for start in windows_between(now - LOOKBACK_WINDOWS * rule.window_s, now, rule.window_s):
+        for rule in rules:
+            for start in windows_between(max(since, now - LOOKBACK_WINDOWS * rule.window_s), now, rule.window_s):
                 if rule.value_fields:
                     continue  # windows per field value (e.g. per source) are opened by their first object only
                 dataset_id = rule.dataset_id({}, start)

@@ -644,6 +644,17 @@ class Store:
         item = self.table.get_item(Key={PK: "MONITOR", SK: "LAG"}).get("Item")
         return (float(item["batch_ts"]), float(item["oldest_sent_ts"])) if item else None
 
+    def watching_since(self, now: float) -> float:
+        """When the scheduler first ran (recorded by the first run): windows that ended before are not opened."""
+        try:
+            self.table.put_item(Item={PK: "SCHEDULER", SK: "SINCE", "since": _num(now)},
+                                ConditionExpression="attribute_not_exists(pk)")
+            return now
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+        return float(self.table.get_item(Key={PK: "SCHEDULER", SK: "SINCE"}, ConsistentRead=True)["Item"]["since"])
+
     # --- listing (status, heartbeat) ---------------------------------------------------------------------
     def list_day(self, day: str, *, since_ts: float | None = None) -> Iterable[State]:
         """Every dataset that started on `day` (YYYY-MM-DD, UTC), oldest first, paginated through."""

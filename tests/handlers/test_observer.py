@@ -6,105 +6,18 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 
 import boto3
-import jsonschema
 import pytest
-from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
-from streamwatch import clock, events
-from streamwatch.clock import WallClock
-from streamwatch.envelope import wrap
-from streamwatch.handlers import monitor, observer
+from streamwatch import events
+from streamwatch.handlers import observer
 from streamwatch.producing import start_run
 from streamwatch.settings import Resources, Settings
 from streamwatch.store import Store
-from tests.conftest import drain, s3_message, s3_record, sqs_event
-
-T0 = datetime.fromisoformat("2026-11-23T10:00:00+00:00").timestamp()
-SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "event-detail.schema.json").read_text())
-
-
-class FakeClock(WallClock):
-    """Virtual time the test moves; SQS delays collapse to 0 so a test never waits."""
-
-    def __init__(self, now: float) -> None:
-        self.t = now
-
-    def now(self) -> float:
-        return self.t
-
-    def delay_seconds(self, seconds: float) -> int:
-        return 0
-
-
-@pytest.fixture
-def fake_clock():
-    fake = FakeClock(T0)
-    clock.install(fake)
-    yield fake
-    clock.install(WallClock())
-
-
-def land(local, context, dataset_id: str, names: list[str], at: float, size: int = 10) -> dict:
-    when = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    bodies = [s3_message(s3_record(local.resources.bucket, f"data/dataset={dataset_id}/{n}", size, when=when))
-              for n in names]
-    drain(local.notification_queue_url)  # the monitor has consumed everything S3 sent (no backlog)
-    return monitor.handler(sqs_event(bodies), context)
-
-
-def land_records(local, context, dataset_id: str, name: str, producer: str, seqs: range, at: float) -> None:
-    """An object holding records of one producer (with the envelope), written to S3 and counted."""
-    body = b"".join(wrap({"n": s}, producer, s, {"dataset_id": dataset_id}) + b"\n" for s in seqs)
-    key = f"data/dataset={dataset_id}/{name}"
-    boto3.client("s3").put_object(Bucket=local.resources.bucket, Key=key, Body=body)
-    drain(local.notification_queue_url)
-    when = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    monitor.handler(sqs_event([s3_message(s3_record(local.resources.bucket, key, len(body), when=when))]), context)
-
-
-def deliver(body: str, context, message_id: str = "m1") -> bool:
-    """One message to the observer as Lambda delivers it; False if it was reported failed (-> redelivery).
-    With a single record, Powertools fails the whole invocation instead of listing it."""
-    try:
-        result = observer.handler(sqs_event([body], ids=[message_id]), context)
-    except BatchProcessingError:
-        return False
-    return not result["batchItemFailures"]
-
-
-def published(local) -> list[dict]:
-    out = [json.loads(m["Body"]) for m in drain(local.events_queue_url)]
-    for event in out:  # the contract: every event on the bus validates against the published schema
-        jsonschema.validate(event["detail"], SCHEMA)
-    return out
-
-
-def run_observer(local, context, fake_clock, *, duplicate: bool = False, max_steps: int = 400,
-                 expect_end: bool = True, until: float | None = None) -> list[str]:
-    """Deliver observer messages like Lambda would, moving the clock to each message's due time."""
-    store, outcomes = Store(local.resources.table), []
-    for _ in range(max_steps):
-        messages = drain(local.resources.observer_queue_url)
-        if not messages:
-            return outcomes
-        for m in messages:
-            body = json.loads(m["Body"])
-            state = store.get_state(body["dataset_id"])
-            if state and body["kind"] == "tick" and body["tick"] == state.tick and state.tick > 0:
-                fake_clock.t += state.next_delay  # it was sent with the policy's delay
-            if until is not None and fake_clock.t > until:
-                return outcomes
-            bodies = [m["Body"], m["Body"]] if duplicate else [m["Body"]]
-            for b in bodies:
-                outcomes.append("ok" if deliver(b, context) else "failed")
-        fake_clock.t += 1
-    if expect_end:
-        raise AssertionError("observer chain did not end")
-    return outcomes
+from tests.conftest import drain, sqs_event
+from tests.handlers.conftest import T0, deliver, land, land_records, published, run_observer
 
 
 def test_stability_declares_once_after_the_quiet_window(moto_env, context, fake_clock):
@@ -138,6 +51,7 @@ def test_every_message_delivered_twice_still_one_ready(moto_env, context, fake_c
 def test_crash_between_transition_and_publish_publishes_on_redelivery_once(moto_env, context, fake_clock,
                                                                           monkeypatch):
     settings, local = moto_env(Settings(mode="stability", min_quiet_s=300, buffer_interval_s=300))
+    monkeypatch.setenv("STREAMWATCH_PUBLISH_LEASE_S", "1")
     land(local, context, "d1", ["a"], at=T0)
     real_publish, crashes = events.publish, []
 
@@ -161,12 +75,18 @@ def test_crash_between_transition_and_publish_publishes_on_redelivery_once(moto_
     state = store.get_state("d1")
     assert state.status == "READY" and not state.published and "ready" in state.pending
     assert published(local) == []
-    # A redelivery inside the publisher's lease is told to come back later, not to publish a second copy
-    assert not deliver(failed_body, context)
-    # SQS redelivers after the visibility timeout (> the lease): it publishes, once
+    # A message inside the publisher's lease publishes nothing: it sends itself a check for after the lease
+    assert deliver(failed_body, context) and published(local) == []
+    delayed = boto3.client("sqs").get_queue_attributes(QueueUrl=local.resources.observer_queue_url, AttributeNames=[
+        "ApproximateNumberOfMessagesDelayed"])["Attributes"]["ApproximateNumberOfMessagesDelayed"]
+    assert delayed == "1"
+    time.sleep(2.2)  # the lease (1 s here) plus a second
+    (check,) = [m["Body"] for m in drain(local.resources.observer_queue_url)]
+    assert json.loads(check)["kind"] == "nudge"
+    # After the lease (the publisher died), that check and SQS's redelivery publish it, once
     later = time.time() + 3600
     monkeypatch.setattr("streamwatch.observing.time.time", lambda: later)
-    assert deliver(failed_body, context) and deliver(failed_body, context)
+    assert deliver(check, context) and deliver(failed_body, context) and deliver(check, context)
     assert [e["detail-type"] for e in published(local)] == ["Dataset Ready"]
     assert store.get_state("d1").published
 

@@ -125,7 +125,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             raise InputError(f"--fail {name!r}: no such dataset in the {scenario} scenario ({', '.join(names)})")
     summary = run_demo(settings, scenario=SCENARIOS[scenario], speed=args.time_scale, chaos=chaos,
                        timeout_s=args.timeout, notifications=args.notifications, fail=tuple(args.fail),
-                       live=False if args.json else None)
+                       live=False if args.json else None, windows=scenario == "windows")
     if args.json:
         print(json.dumps(summary))
     return 0 if summary["ok"] else 1
@@ -251,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "throttling, crashes, lost PutEvents: the run must still end exact")
     for name in CHAOS_FLAGS:
         p.add_argument(f"--{name.replace('_', '-')}", type=float, metavar="P", help=f"chaos: {name} probability")
-    p.add_argument("--scenario", choices=("default", "small"), default="default")
+    p.add_argument("--scenario", choices=("default", "small", "windows"), default="default",
+                   help="windows: an hourly rule (three windows, the last one empty) next to the small scenario")
     p.add_argument("--small", action="store_true", help="the two-dataset scenario (what the e2e test runs)")
     p.add_argument("--notifications", choices=("s3", "eventbridge"), default="s3",
                    help="object events through the bucket's notification (default) or EventBridge")

@@ -46,9 +46,9 @@ class LocalFirehose:
     def __init__(self, s3, bucket: str, settings: Settings, stream: str = "streamwatch-stream", *,
                  jitter: float = 0.25, seed: int = 11, deaggregate: bool | None = None,
                  duplicate_records: float = 0.0, put_failures: float = 0.0,
-                 active_partition_limit: int = ACTIVE_PARTITION_LIMIT) -> None:
+                 active_partition_limit: int = ACTIVE_PARTITION_LIMIT, rule=None) -> None:
         self.s3, self.bucket, self.settings, self.stream = s3, bucket, settings, stream
-        self.rule = settings.rules.stream_rule
+        self.rule = rule or settings.rules.stream_rule  # another rule: a writer of the user's own
         self.deaggregate = settings.pack_records is not False if deaggregate is None else deaggregate
         self.jitter, self.rng = jitter, random.Random(seed)
         self.duplicate_records, self.put_failures = duplicate_records, put_failures

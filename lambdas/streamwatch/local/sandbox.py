@@ -34,6 +34,7 @@ from streamwatch.client import Run
 from streamwatch.clock import ScaledClock, WallClock
 from streamwatch.handlers import monitor as monitor_handler
 from streamwatch.handlers import observer as observer_handler
+from streamwatch.handlers import scheduler as scheduler_handler
 from streamwatch.local import infra
 from streamwatch.local.context import LambdaContext
 from streamwatch.local.firehose import LocalFirehose
@@ -168,9 +169,13 @@ class Sandbox:
     """`with Sandbox(settings, speed=30, chaos=Chaos()) as sb:` -> sb.start_dataset(...), sb.events, ..."""
 
     def __init__(self, settings: Settings, *, speed: float = 30.0, chaos: Chaos | None = None,
-                 log: Callable[[str], None] = print, name: str = "streamwatch", notifications: str = "s3") -> None:
+                 log: Callable[[str], None] = print, name: str = "streamwatch", notifications: str = "s3",
+                 start: float | None = None) -> None:
+        """`start`: the pipeline time the run begins at (default: now), e.g. minutes before an hour."""
         self.settings, self.speed, self.chaos, self.log, self.name = settings, speed, chaos or Chaos(), log, name
-        self.notifications = notifications
+        self.notifications, self.start = notifications, start
+        self.streams: dict[str, LocalFirehose] = {}
+        self.windows_closed: list[str] = []
         self.stopping = threading.Event()
         self.events: list[dict] = []
         self.throttled = 0
@@ -207,13 +212,14 @@ class Sandbox:
                        "POWERTOOLS_LOG_LEVEL": os.environ.get("STREAMWATCH_LOG_LEVEL", "CRITICAL"),
                        "STREAMWATCH_PUBLISH_LEASE_S": str(PUBLISH_LEASE_S)})
         level = os.environ.get("STREAMWATCH_LOG_LEVEL", "CRITICAL")
-        for handler in (monitor_handler, observer_handler):  # their loggers were made at import
+        for handler in (monitor_handler, observer_handler, scheduler_handler):  # their loggers were made at import
             handler.logger.setLevel(level)
-        clock.install(ScaledClock(self.speed))
+        clock.install(ScaledClock(self.speed, start=self.start))
         self._restore.append(lambda: clock.install(WallClock()))
         self.firehose = LocalFirehose(self.s3, self.resources.bucket, self.settings, stream=self.resources.stream,
                                       duplicate_records=self.chaos.duplicate_records,
                                       put_failures=self.chaos.put_failures)
+        self.streams[self.resources.stream] = self.firehose
         self._install_hooks()
         window = self.settings.monitor_batch_window_s / self.speed
         self.pollers = [
@@ -226,6 +232,8 @@ class Sandbox:
         if self.local.raw_s3_queue_url:
             self._threads.append(threading.Thread(target=self._forward_to_eventbridge, name="s3-to-eventbridge",
                                                   daemon=True))
+        if any(r.window_s and self.settings.for_rule(r).emit_empty for r in self.settings.rules.rules):
+            self._threads.append(threading.Thread(target=self._schedule, name="schedules", daemon=True))
         for t in self._threads:
             t.start()
         self.producers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="producer")
@@ -244,12 +252,20 @@ class Sandbox:
         except OSError:  # a read-only home: the run works, only --local cannot find it
             pass
 
+    def add_stream(self, rule_name: str) -> LocalFirehose:
+        """Another writer's Firehose stream (the user's own), writing another rule's layout into the bucket."""
+        rule = self.settings.rules.find(rule_name)
+        stream = LocalFirehose(self.s3, self.resources.bucket, self.settings, stream=f"{self.name}-{rule.name}",
+                               rule=rule, deaggregate=False)
+        self.streams[stream.stream] = stream
+        return stream
+
     def __exit__(self, *exc) -> None:
         self.stopping.set()
         if hasattr(self, "producers"):
             self.producers.shutdown(wait=False, cancel_futures=True)
-        if hasattr(self, "firehose"):
-            self.firehose.close()
+        for stream in self.streams.values():
+            stream.close()
         for t in self._threads:
             if t.is_alive():
                 t.join(timeout=5)
@@ -278,7 +294,8 @@ class Sandbox:
         def firehose(params, **kwargs):
             body = json.loads(params["body"])
             records = [{"Data": base64.b64decode(r["Data"])} for r in body["Records"]]
-            parsed = self.firehose.put_record_batch(body["DeliveryStreamName"], records)
+            parsed = self.streams.get(body["DeliveryStreamName"], self.firehose).put_record_batch(
+                body["DeliveryStreamName"], records)
             return AWSResponse(params.get("url", "local"), 200, {}, _Raw(b"")), parsed
         events.register("before-call.firehose.PutRecordBatch", firehose)
         self._restore.append(lambda: (events.unregister("before-call.firehose.PutRecordBatch", firehose),
@@ -350,6 +367,24 @@ class Sandbox:
                     ev.put_events(Entries=entries)
                 self.sqs.delete_message(QueueUrl=self.local.raw_s3_queue_url, ReceiptHandle=m["ReceiptHandle"])
 
+    def _schedule(self) -> None:
+        """The construct's EventBridge schedules: at every window end (pipeline time), the scheduler Lambda's
+        real handler opens the windows that may be empty (twice when observer messages are duplicated by chaos:
+        EventBridge delivers at least once)."""
+        lengths = sorted({r.window_s for r in self.settings.rules.rules if r.window_s})
+        last = clock.get().now()
+        scheduler_handler.handler({"action": "close_windows"}, LambdaContext())  # the first run: watching from now
+        while not self.stopping.wait(0.05):
+            now = clock.get().now()
+            if any(int(now // w) != int(last // w) for w in lengths):
+                for _ in range(2 if self.chaos.duplicate_observer else 1):
+                    try:
+                        opened = scheduler_handler.handler({"action": "close_windows"}, LambdaContext())["opened"]
+                        self.windows_closed += opened
+                    except Exception as exc:  # a failed schedule is shown; EventBridge would retry it
+                        self.log(f"scheduler: {exc!r}")
+            last = now
+
     # --- producing ---------------------------------------------------------------------------------------
     def start_dataset(self, dataset_id: str, producers: list[dict], *, register: bool = True,
                       expected_by: float | None = None) -> None:
@@ -379,12 +414,15 @@ class Sandbox:
             steps = max(1, math.ceil(n / 500))
             started = clock.get().now()
             producer = run.producer(request["producer_id"], max_attempts=20)
+            fail_after = request.get("fail_after")
             with producer:
                 for i in range(steps):
                     self.sleep_until(started + duration * i / steps)
-                    if request.get("fail_after") is not None and i * 500 >= request["fail_after"]:
+                    chunk = records[i * 500:(i + 1) * 500]
+                    if fail_after is not None and i * 500 + len(chunk) > fail_after:
+                        producer.put_many(chunk[:max(0, fail_after - i * 500)])
                         raise RuntimeError("chaos: the producer's own code failed")
-                    producer.put_many(records[i * 500:(i + 1) * 500])
+                    producer.put_many(chunk)
             self.reports.append(producer.report)
         except Exception as exc:  # a producer failing is shown, never hidden
             self.producer_errors.append(f"{request.get('producer_id')}: {exc!r}")
