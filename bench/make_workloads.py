@@ -1,5 +1,5 @@
 """Generate bench/workloads/*.json (seeded, so the files are reproducible): traces of object landings with
-the producers' done-reports, in the DESIGN.md trace format plus a `buffer_interval_s` hint.
+the producers' done-reports, in the trace format of docs/trace-format.md plus a `buffer_interval_s` hint.
 
 Firehose model: one partition (the dataset); a buffer opens at the first record after a flush and flushes
 when it is `interval` seconds old or holds `size` bytes; each flush lands as 1..k objects after a delivery

@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT / "lambdas"))
 import boto3  # noqa: E402
 
 from streamwatch import aws  # noqa: E402
-from streamwatch.counting import Monitor  # noqa: E402
+from streamwatch.counting import Message, Monitor  # noqa: E402
 from streamwatch.local import infra  # noqa: E402
 from streamwatch.local.server import moto_server  # noqa: E402
 from streamwatch.settings import Settings  # noqa: E402
@@ -56,7 +56,7 @@ def main() -> int:
     moto_transactions.install()  # see that module: moto's transaction backup is quadratic, ours is not
     rng = random.Random(42)
     with moto_server() as endpoint:
-        settings = Settings(monitor_batch_size=BATCH)
+        settings = Settings(mode="stability", monitor_batch_size=BATCH)  # counting only: notifications, no reads
         local = infra.create(settings, "bench")
         bucket, table_name = local.resources.bucket, local.resources.table
         objects = [(f"ds{i % DATASETS}", f"data/dataset=ds{i % DATASETS}/part-{i:05d}.json", rng.randint(1, 9999))
@@ -70,7 +70,7 @@ def main() -> int:
         monitor = Monitor(settings, local.resources, store=store)
         t0 = time.perf_counter()
         for n, batch in enumerate(batches):
-            result = monitor.process([(f"{n}-{i}", body) for i, body in enumerate(batch)])
+            result = monitor.process([Message(f"{n}-{i}", body) for i, body in enumerate(batch)])
             assert not result.failed_message_ids
         ours_s = time.perf_counter() - t0
         ours_requests = sum(ours_calls.values())

@@ -1,7 +1,7 @@
 """The example consumer's logic: read a Ready dataset, write `_manifest.json` and `_SUCCESS` next to it.
 
 `_SUCCESS` is Hadoop's convention, so Spark or Airflow jobs can key off it. Names starting with `_` are not
-data: the monitor does not count them (`s3_events.dataset_of_key`) and the reader skips them.
+data: the monitor does not count them and the manifest leaves them out (`rules.is_marker`, the one definition).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import json
 from datetime import UTC, datetime
 
 from streamwatch.reader import DatasetReader, LineCountSink, ObjectInfo
+from streamwatch.rules import is_marker
 
 MANIFEST, SUCCESS = "_manifest.json", "_SUCCESS"
 
@@ -19,7 +20,7 @@ class IncompleteRead(RuntimeError):
 
 
 def data_objects(objects: list[ObjectInfo]) -> list[ObjectInfo]:
-    return [o for o in objects if not o.key.rsplit("/", 1)[-1].startswith("_")]
+    return [o for o in objects if not is_marker(o.key)]
 
 
 def write_manifest(detail: dict, reader: DatasetReader, s3) -> dict:

@@ -186,7 +186,8 @@ class Observer:
         state = self.store.get_state(dataset_id)
         kind = DECLARED[state.status]
         self._publish(events.TYPE_OF[kind], state, deadline_at=deadline_at)
-        return kind
+        # producers that reported without being registered: counted (the metric says how often it happens)
+        return kind + ("+unregistered-producers" if state.unregistered_reports else "")
 
     def _publish(self, detail_type: str, state: State, *, deadline_at: float | None = None) -> None:
         kind = events.KIND_OF[detail_type]

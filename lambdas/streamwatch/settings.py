@@ -36,10 +36,11 @@ class SettingsError(InputError):
 
 
 def _setting(default: Any, help: str, *, low: float | None = None, high: float | None = None,
-             choices: tuple | None = None, kind: type | None = None) -> Any:
+             choices: tuple | None = None, kind: type | None = None, derived: bool = False) -> Any:
+    """`derived`: a None default means "computed from other settings" (else it means "none")."""
     kind = kind or (type(default) if default is not None else int)
     return field(default=default, metadata={"help": help, "low": low, "high": high, "choices": choices,
-                                            "kind": kind})
+                                            "kind": kind, "derived": derived})
 
 
 @dataclass(frozen=True)
@@ -55,16 +56,16 @@ class Settings:
                           choices=DECAYS)
     min_quiet_s: int | None = _setting(None, "never declare by a count rule before nothing landed this long; "
                                        "default 1.5 x buffer interval + 60 s, never below the interval",
-                                       low=60, high=86_400)
+                                       low=60, high=86_400, derived=True)
     min_objects: int = _setting(1, "never declare a dataset with fewer objects", low=1, high=10**9)
     max_observation_s: int = _setting(21_600, "hard cap on observation; then Dataset Stalled", low=300, high=WEEK_S)
     settle_s: int | None = _setting(None, "producers mode: quiet time after the last producer is done; "
-                                    "default 1.5 x buffer interval + 30 s", low=0, high=86_400)
+                                    "default 1.5 x buffer interval + 30 s", low=0, high=86_400, derived=True)
     deadline_s: int | None = _setting(None, "a dataset not Ready this long after its run started (or its first "
                                       "object landed) gets one Dataset Overdue; none by default", low=60, high=WEEK_S)
     grace_s: int | None = _setting(None, "window mode: how long after a window's end its last object may still "
                                    "land; default 1.5 x buffer interval + 60 s (Firehose stamps arrival time)",
-                                   low=0, high=86_400)
+                                   low=0, high=86_400, derived=True)
     emit_empty: bool = _setting(False, "window mode: a window with no object still gets its Ready (objects 0) "
                                 "when it closes", choices=(True, False))
     # --- datasets ------------------------------------------------------------------------------------
@@ -79,7 +80,8 @@ class Settings:
                                  "prefix); the monitor reads them and fails their datasets; empty: not watched")
     pack_records: bool | None = _setting(None, "producers pack small records into one Firehose record (billed "
                                          "per 5 KB); default on for a stream the construct creates, off for yours "
-                                         "unless it de-aggregates JSON", choices=(True, False, None), kind=bool)
+                                         "unless it de-aggregates JSON", choices=(True, False, None), kind=bool,
+                                         derived=True)
     # --- notifications -------------------------------------------------------------------------------
     notifications: str = _setting("auto", "how object events reach the monitor: s3 (bucket notification), "
                                   "eventbridge (the bucket's EventBridge events), auto: eventbridge for a bucket "
@@ -258,7 +260,8 @@ class Settings:
             default = None if f.default is MISSING else f.default
             if isinstance(default, tuple):
                 default = list(default)
-            rows.append({"name": f.name, "default": default, "allowed": allowed, "help": meta["help"]})
+            rows.append({"name": f.name, "default": default, "allowed": allowed, "help": meta["help"],
+                         "derived": meta["derived"]})
         return rows
 
 

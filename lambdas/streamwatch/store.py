@@ -519,6 +519,8 @@ class Store:
             adds = []
             if item is None:  # an unregistered producer joins the producers the dataset waits for
                 adds += ["producers_known :one", "unregistered_reports :one"]
+                log.warning("producer %s of %s was not registered: counted, and the dataset waits for its report",
+                            producer_id, dataset_id)
             report = {"#st": status, f"{status}_ts": _num(now)}
             if status == "done":
                 adds.append("producers_done :one")

@@ -191,3 +191,19 @@ def test_the_wheel_provides_the_construct_from_where_it_is_installed(tmp_path):
     assert (installed / "streamwatch" / "cdk" / "lambda-requirements.txt").exists()
     handlers = list((tmp_path / "out").glob("asset.*/streamwatch/handlers/monitor.py"))
     assert len(handlers) == 1
+
+
+def test_the_producer_lambda_bundles_the_users_record_source(tmp_path):
+    # Given record_source in a code directory of the user's (with no Docker anywhere)
+    app = cdk.App(outdir=str(tmp_path))
+    settings = Settings(record_source="sources:orders", producer_code_dir=str(ROOT / "tests" / "fixtures"))
+    watch = Streamwatch(cdk.Stack(app, "Own"), "Watch", settings=settings)
+    app.synth()
+    # Then the producer's asset holds the user's module at its root, next to the runtime package
+    template = Template.from_stack(cdk.Stack.of(watch))
+    producer = cdk.Stack.of(watch).get_logical_id(watch.producer.node.default_child)
+    env = template.to_json()["Resources"][producer]["Properties"]["Environment"]["Variables"]
+    assert env["STREAMWATCH_RECORD_SOURCE"] == "sources:orders"
+    bundles = [p for p in tmp_path.glob("asset.*") if (p / "sources.py").exists()]
+    assert len(bundles) == 1 and (bundles[0] / "streamwatch" / "handlers" / "producer.py").exists()
+    assert not (bundles[0] / "streamwatch" / "cdk").exists()

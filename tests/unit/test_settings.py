@@ -76,3 +76,9 @@ def test_rules_travel_through_the_environment_and_context_as_json():
     assert Settings.from_env(s.to_env()) == s
     assert Settings.from_mapping({"datasets": '[{"pattern": "raw/{id}/"}]'}).rules.stream_rule.pattern == "raw/{id}/"
     assert Settings.from_mapping({"datasets": "raw/{id}/"}).datasets == ("raw/{id}/",)
+
+
+def test_window_grace_derives_from_the_buffer_interval_and_can_be_set():
+    assert Settings(buffer_interval_s=60).window_grace_s == 150  # 1.5 x 60 + 60: the hour's last buffer lands late
+    assert Settings(buffer_interval_s=300).window_grace_s == 510
+    assert Settings(buffer_interval_s=300, grace_s=30).window_grace_s == 30  # event-time partitions: your lateness

@@ -23,7 +23,8 @@ def cmd_settings(args: argparse.Namespace) -> int:
     if args.markdown:
         print("| setting | default | allowed | meaning |\n|---|---|---|---|")
         for row in Settings.describe():
-            default = "derived" if row["default"] is None else f"`{row['default']!r}`".replace("''", "\"\"")
+            default = (("derived" if row["derived"] else "none") if row["default"] is None
+                       else f"`{row['default']!r}`".replace("''", "\"\""))
             print(f"| `{row['name']}` | {default} | {row['allowed']} | {row['help']} |")
         return 0
     s = Settings.from_mapping(parse_sets(args.set))

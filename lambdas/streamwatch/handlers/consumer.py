@@ -18,7 +18,7 @@ logger, tracer, metrics = Logger(), Tracer(), Metrics()
 @metrics.log_metrics
 def handler(event: dict, context) -> dict:
     detail = event["detail"]
-    manifest = write_manifest(detail, DatasetReader(concurrency=32, processes=1), aws.client("s3"))
+    manifest = write_manifest(detail, DatasetReader(), aws.client("s3"))
     metrics.add_metric("ManifestObjects", MetricUnit.Count, manifest["totals"]["objects"])
     if not manifest["matches_declaration"]:
         logger.warning("dataset changed since it was declared", extra={"declared": manifest["declared"],

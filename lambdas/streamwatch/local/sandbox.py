@@ -172,6 +172,8 @@ class Sandbox:
                  log: Callable[[str], None] = print, name: str = "streamwatch", notifications: str = "s3",
                  start: float | None = None) -> None:
         """`start`: the pipeline time the run begins at (default: now), e.g. minutes before an hour."""
+        if settings.pack_records is None:  # as the construct resolves it: its own stream de-aggregates
+            settings = settings.with_(pack_records=True)
         self.settings, self.speed, self.chaos, self.log, self.name = settings, speed, chaos or Chaos(), log, name
         self.notifications, self.start = notifications, start
         self.streams: dict[str, LocalFirehose] = {}

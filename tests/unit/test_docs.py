@@ -1,0 +1,27 @@
+"""The docs stay true: the README's settings table is what `streamwatch settings --markdown` prints, and every
+document the README links exists."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_readme_settings_table_matches_the_settings():
+    table = subprocess.run([sys.executable, "-m", "streamwatch", "settings", "--markdown"], capture_output=True,
+                           text=True, check=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT / "lambdas"),
+                                                                 "PATH": "/usr/bin:/bin"}).stdout.strip()
+    assert table in (ROOT / "README.md").read_text()
+
+
+def test_every_linked_document_exists_and_nothing_points_outside_the_repository():
+    for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        text = doc.read_text()
+        assert "DESIGN.md" not in text, doc
+        for link in re.findall(r"\]\(([^)#]+)\)", text):
+            if not link.startswith("http"):
+                assert (doc.parent / link).exists(), f"{doc.name} links to a missing {link}"
