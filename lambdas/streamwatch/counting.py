@@ -190,7 +190,8 @@ class Monitor:
         window = None
         if rule.window_s and isinstance(arrival, int | float):
             window = float(int(arrival / 1000) // rule.window_s * rule.window_s)
-        records, out = _json_objects(raw), []
+        records = [doc for doc in map(json.loads, envelope.json_objects(raw) or []) if isinstance(doc, dict)]
+        out = []
         if not records:  # not JSON at all (why Firehose could not partition it): nothing names its dataset
             result.unattributed_error_records += 1
         for record in records:
@@ -241,20 +242,3 @@ class Monitor:
             self.store.record_lag(clock.get().now(), clock.get().from_wall(min(sent)))
         except Exception as exc:  # never fail a batch for a statistic
             log.warning("could not record the monitor's lag: %r", exc)
-
-
-def _json_objects(raw: bytes) -> list[dict]:
-    """The JSON objects in a raw record: one, or several packed back to back (de-aggregation)."""
-    decoder, text, pos, out = json.JSONDecoder(), raw.decode("utf-8", "replace"), 0, []
-    while pos < len(text):
-        while pos < len(text) and text[pos] in " \r\n\t":
-            pos += 1
-        if pos >= len(text):
-            break
-        try:
-            doc, pos = decoder.raw_decode(text, pos)
-        except ValueError:
-            return out
-        if isinstance(doc, dict):
-            out.append(doc)
-    return out

@@ -64,6 +64,24 @@ def _drop_keys(record: dict, fields: dict[str, str]) -> str:
     return json.dumps(rest, separators=(",", ":"), allow_nan=False)[1:-1]
 
 
+def json_objects(data: bytes) -> list[bytes] | None:
+    """Back-to-back JSON values, as Firehose's JSON de-aggregation splits a packed record; None if the data is not
+    JSON throughout."""
+    text, decoder, pos, out = data.decode("utf-8", "replace"), json.JSONDecoder(), 0, []
+    while pos < len(text):
+        while pos < len(text) and text[pos] in " \r\n\t":
+            pos += 1
+        if pos >= len(text):
+            break
+        try:
+            _, end = decoder.raw_decode(text, pos)
+        except ValueError:
+            return None
+        out.append(text[pos:end].encode())
+        pos = end
+    return out
+
+
 # --- intervals -----------------------------------------------------------------------------------------------
 Interval = tuple[int, int]  # inclusive [first, last]
 

@@ -139,6 +139,16 @@ def assets(out: Path) -> dict[str, Path]:
             and (out / v["source"]["path"]).is_dir()}
 
 
+def run_isolated(code: str, *front: Path, env: dict | None = None, cwd: Path | None = None):
+    """`code` in a Python without site (`-S`): `front` first on the path, then only this venv's site-packages
+    (what Lambda's runtime and layers give, or what pip installs): no repository checkout on the path."""
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    prelude = f"import sys; sys.path[:0] = {[str(p) for p in front]!r}; sys.path.append({site!r})\n"
+    return subprocess.run([sys.executable, "-S", "-c", prelude + code], capture_output=True, text=True,
+                          timeout=300, env=env or {"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"},
+                          cwd=cwd)
+
+
 def test_the_lambda_asset_holds_runtime_code_only(assembly):
     (runtime,) = [p for p in assets(assembly).values() if (p / "streamwatch" / "handlers").is_dir()]
     names = {str(p.relative_to(runtime)) for p in runtime.rglob("*")}
@@ -155,15 +165,11 @@ def test_the_dependency_layer_holds_obstore_for_the_lambda_platform_and_handlers
     assert any("abi3" in t and "manylinux" in t and t.endswith("x86_64") for t in tags), tags
     (runtime,) = [p for p in assets(assembly).values() if (p / "streamwatch" / "handlers").is_dir()]
     # Lambda's path: the asset, then the layer; boto3 and Powertools from the runtime and the managed layer
-    site = next(p for p in sys.path if p.endswith("site-packages"))
-    code = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; sys.path.append(sys.argv[3]); "
-            "import streamwatch.handlers.monitor, streamwatch.handlers.observer, streamwatch.handlers.producer, "
-            "streamwatch.handlers.consumer, streamwatch.handlers.scheduler, obstore, streamwatch; "
-            "print(obstore.__file__); print(streamwatch.__file__); "
-            "print(any(m.startswith(('aws_cdk', 'rich', 'moto')) for m in sys.modules))")
-    out = subprocess.run([sys.executable, "-S", "-c", code, str(runtime), str(layer / "python"), site],
-                         capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin",
-                                                                            "AWS_DEFAULT_REGION": "us-east-1"})
+    out = run_isolated("import streamwatch.handlers.monitor, streamwatch.handlers.observer, "
+                       "streamwatch.handlers.producer, streamwatch.handlers.consumer, streamwatch.handlers.scheduler, "
+                       "obstore, streamwatch\nprint(obstore.__file__); print(streamwatch.__file__)\n"
+                       "print(any(m.startswith(('aws_cdk', 'rich', 'moto')) for m in sys.modules))",
+                       runtime, layer / "python")
     assert out.returncode == 0, out.stderr[-2000:]
     obstore_file, package_file, extras = out.stdout.split()
     assert obstore_file.startswith(str(layer)) and package_file.startswith(str(runtime)) and extras == "False"
@@ -177,16 +183,14 @@ def test_the_wheel_provides_the_construct_from_where_it_is_installed(tmp_path):
     installed = tmp_path / "site"
     import zipfile
     zipfile.ZipFile(wheel).extractall(installed)
-    site = next(p for p in sys.path if p.endswith("site-packages"))
-    code = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
-            "import aws_cdk as cdk, streamwatch\n"
+    code = ("import aws_cdk as cdk, streamwatch\n"
             "from streamwatch.cdk import Streamwatch\n"
-            "assert streamwatch.__file__.startswith(sys.argv[1]), streamwatch.__file__\n"
-            "app = cdk.App(outdir=sys.argv[3]); Streamwatch(cdk.Stack(app, 'FromWheel'), 'Watch'); app.synth()\n")
+            f"assert streamwatch.__file__.startswith({str(installed)!r}), streamwatch.__file__\n"
+            f"app = cdk.App(outdir={str(tmp_path / 'out')!r}); Streamwatch(cdk.Stack(app, 'FromWheel'), 'Watch')\n"
+            "app.synth()\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     # When a user's app synthesizes the construct from it, Then the runtime asset comes from the installed package
-    result = subprocess.run([sys.executable, "-S", "-c", code, str(installed), site, str(tmp_path / "out")],
-                            capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    result = run_isolated(code, installed, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (installed / "streamwatch" / "cdk" / "lambda-requirements.txt").exists()
     handlers = list((tmp_path / "out").glob("asset.*/streamwatch/handlers/monitor.py"))

@@ -74,6 +74,21 @@ class Operations(Construct):
                                                       create_alarm_dashboard=False))
         zero = {"Warning": ErrorCountThreshold(max_error_count=0)}
         throttled = {"Warning": ThrottledEventsThreshold(max_throttled_events_threshold=0)}
+
+        def functions(*named) -> None:
+            """Errors and throttles of each function: > 0 alarms."""
+            for fn, name in named:
+                if fn is not None:
+                    facade.monitor_lambda_function(lambda_function=fn, alarm_friendly_name=name,
+                                                   human_readable_name=name, add_fault_count_alarm=zero,
+                                                   add_throttles_count_alarm=zero)
+
+        def queue_with_dlq(queue, dlq, name: str, human: str, max_age_s: float) -> None:
+            """A work queue: anything in its DLQ, and its oldest message's age."""
+            facade.monitor_sqs_queue_with_dlq(
+                queue=queue, dead_letter_queue=dlq, alarm_friendly_name=name, human_readable_name=human,
+                add_dead_letter_queue_max_size_alarm={"Critical": MaxMessageCountThreshold(max_message_count=0)},
+                add_queue_max_message_age_alarm={"Warning": MaxMessageAgeThreshold(max_age_in_seconds=max_age_s)})
         service = watch.service_name
 
         def domain(name: str) -> cloudwatch.Metric:
@@ -91,9 +106,7 @@ class Operations(Construct):
 
         # --- ingest -------------------------------------------------------------------------------------------
         facade.add_large_header("Ingest: producers and Firehose")
-        for fn, name in ((watch.starter, "Starter"), (watch.producer, "Producer")):
-            facade.monitor_lambda_function(lambda_function=fn, alarm_friendly_name=name, human_readable_name=name,
-                                           add_fault_count_alarm=zero, add_throttles_count_alarm=zero)
+        functions((watch.starter, "Starter"), (watch.producer, "Producer"))
         stream = watch.delivery_stream.delivery_stream_name
         facade.monitor_kinesis_firehose(delivery_stream_name=stream, alarm_friendly_name="Stream",
                                         human_readable_name="Firehose stream", add_records_throttled_alarm={
@@ -113,31 +126,18 @@ class Operations(Construct):
 
         # --- count --------------------------------------------------------------------------------------------
         facade.add_large_header("Count: object events and the monitor")
-        facade.monitor_sqs_queue_with_dlq(
-            queue=watch.notification_queue, dead_letter_queue=watch.notification_dlq,
-            alarm_friendly_name="Notifications", human_readable_name="Object events (notifications queue)",
-            add_dead_letter_queue_max_size_alarm={"Critical": MaxMessageCountThreshold(max_message_count=0)},
-            add_queue_max_message_age_alarm={"Warning": MaxMessageAgeThreshold(
-                max_age_in_seconds=t["notification_age_s"])})
-        facade.monitor_lambda_function(lambda_function=watch.monitor, alarm_friendly_name="Monitor",
-                                       human_readable_name="Monitor", add_fault_count_alarm=zero,
-                                       add_throttles_count_alarm=zero)
+        queue_with_dlq(watch.notification_queue, watch.notification_dlq, "Notifications",
+                       "Object events (notifications queue)", t["notification_age_s"])
+        functions((watch.monitor, "Monitor"))
         facade.monitor_dynamo_table(
             table=watch.table, alarm_friendly_name="State", human_readable_name="State table",
             add_read_throttled_events_count_alarm=throttled, add_write_throttled_events_count_alarm=throttled)
 
         # --- observe ------------------------------------------------------------------------------------------
         facade.add_large_header("Observe: the observer chain")
-        facade.monitor_sqs_queue_with_dlq(
-            queue=watch.observer_queue, dead_letter_queue=watch.observer_dlq,
-            alarm_friendly_name="ObserverQueue", human_readable_name="Observer ticks (observer queue)",
-            add_dead_letter_queue_max_size_alarm={"Critical": MaxMessageCountThreshold(max_message_count=0)},
-            add_queue_max_message_age_alarm={"Warning": MaxMessageAgeThreshold(
-                max_age_in_seconds=t["observer_message_age_s"])})
-        for fn, name in ((watch.observer, "Observer"), (watch.scheduler, "Scheduler")):
-            if fn is not None:
-                facade.monitor_lambda_function(lambda_function=fn, alarm_friendly_name=name, human_readable_name=name,
-                                               add_fault_count_alarm=zero, add_throttles_count_alarm=zero)
+        queue_with_dlq(watch.observer_queue, watch.observer_dlq, "ObserverQueue", "Observer ticks (observer queue)",
+                       t["observer_message_age_s"])
+        functions((watch.observer, "Observer"), (watch.scheduler, "Scheduler"))
         silence = cloudwatch.Metric(namespace="streamwatch", metric_name="ChainSilenceSeconds", statistic="Maximum",
                                     period=PERIOD, dimensions_map={"service": service})
         custom("Heartbeat", (silence, "ChainSilence", t["chain_silence_s"], GT,

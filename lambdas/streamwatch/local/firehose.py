@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from streamwatch import clock
+from streamwatch import clock, envelope
 from streamwatch.rules import FIELD_VALUE_RE
 from streamwatch.settings import Settings
 
@@ -85,19 +85,8 @@ class LocalFirehose:
         """JSON de-aggregation: back-to-back JSON objects become records (at most 500, as Firehose caps it)."""
         if not self.deaggregate:
             return [data]
-        text, decoder, pos, out = data.decode("utf-8", "replace"), json.JSONDecoder(), 0, []
-        while pos < len(text):
-            while pos < len(text) and text[pos] in " \r\n\t":
-                pos += 1
-            if pos >= len(text):
-                break
-            try:
-                _, end = decoder.raw_decode(text, pos)
-            except ValueError:
-                return [data]  # not JSON: partitioning will send it to the error output
-            out.append(text[pos:end].encode())
-            pos = end
-        return out[:500] if out else [data]
+        records = envelope.json_objects(data)
+        return records[:500] if records else [data]  # not JSON: partitioning sends it to the error output
 
     def _accept(self, data: bytes, now: float) -> None:
         try:
