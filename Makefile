@@ -38,7 +38,7 @@ test-infra: setup ## the construct: templates, cdk-nag, the example app, the Lam
 	$(PYTEST) tests/infra
 
 test-e2e: setup ## the local run end to end, with chaos
-	$(PYTEST) tests/e2e tests/cli/test_commands.py
+	$(PYTEST) tests/e2e tests/cli/test_commands.py tests/cli/test_put_refused.py
 
 demo: setup ## the whole pipeline on this machine, no AWS account
 	$(BIN)/streamwatch demo

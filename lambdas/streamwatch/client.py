@@ -34,7 +34,7 @@ from datetime import datetime
 
 from streamwatch import clock
 from streamwatch.deployment import Deployment, DeploymentNotFound, MissingOutput, StackNotFound
-from streamwatch.envelope import RecordError, valid_producer_id, wrap
+from streamwatch.envelope import RecordError, Wrapper, valid_producer_id
 from streamwatch.errors import InputError, RunFailed
 from streamwatch.producing import (
     MAX_BATCH_BYTES,
@@ -151,7 +151,7 @@ class Producer:
         if not valid_producer_id(producer_id):
             raise InputError(f"producer id {producer_id!r} must match [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}")
         self.run, self.producer_id = run, producer_id
-        self.fields = run.rule.record_fields(run.dataset_id)
+        self.wrap = Wrapper(producer_id, run.rule.record_fields(run.dataset_id))
         self.concurrency, self.pack = concurrency, bool(pack)
         self.sender = Sender(run.resources.stream, run.firehose, concurrency=concurrency, max_attempts=max_attempts)
         self.report = ProducerReport(run.dataset_id, producer_id)
@@ -207,28 +207,55 @@ class Producer:
     def put(self, record: dict | bytes | str) -> None:
         """Queue one record (thread-safe). Raises RecordError for a record that can never be sent, and
         RecordsRefused once Firehose refused records for good."""
-        self._raise_if_refused()
-        with self._lock:
-            if self._closed:
-                raise RuntimeError(f"producer {self.producer_id!r} is closed")
-            data = wrap(record, self.producer_id, self._next_seq, self.fields)
-            if len(data) > MAX_RECORD_BYTES:
-                raise RecordTooLarge(f"record {self._next_seq} is {len(data)} bytes with its envelope; Firehose "
-                                     f"accepts at most {MAX_RECORD_BYTES}")
-            self._buffer.append((self._next_seq, data))
-            self._buffered_bytes += len(data)
-            self._next_seq += 1
-            ready = (len(self._buffer) >= self._limit or self._buffered_bytes >= MAX_BATCH_BYTES - MAX_RECORD_BYTES)
-            batch = self._take() if ready else None
-        if batch:
-            self._submit(batch)
+        self.put_many((record,))
 
     def put_many(self, records: Iterable[dict | bytes | str]) -> int:
+        """Queue records in order (thread-safe; each call's records get consecutive sequence numbers)."""
         n = 0
-        for record in records:
-            self.put(record)
-            n += 1
+        for chunk in _chunks(records, 500):
+            self._raise_if_refused()
+            with self._lock:  # numbers for the whole chunk at once; wrapping happens outside the lock
+                if self._closed:
+                    raise RuntimeError(f"producer {self.producer_id!r} is closed")
+                first = self._next_seq
+                self._next_seq += len(chunk)
+            wrapped = []
+            for i, record in enumerate(chunk):
+                try:
+                    data = self.wrap(record, first + i)
+                except RecordError:
+                    self._give_back(first + i, len(chunk) - i, wrapped)
+                    raise
+                if len(data) > MAX_RECORD_BYTES:
+                    self._give_back(first + i, len(chunk) - i, wrapped)
+                    raise RecordTooLarge(f"record {first + i} is {len(data)} bytes with its envelope; Firehose "
+                                         f"accepts at most {MAX_RECORD_BYTES}")
+                wrapped.append((first + i, data))
+            self._enqueue(wrapped)
+            n += len(chunk)
         return n
+
+    def _give_back(self, seq: int, count: int, wrapped: list) -> None:
+        """A record of this chunk cannot be sent: queue the ones before it, and hand its number and the rest's
+        back (numbers stay consecutive, so the records sent are exactly [0, records_sent))."""
+        with self._lock:
+            if self._next_seq == seq + count:
+                self._next_seq = seq
+            else:  # another thread took numbers meanwhile: the gap is filled by nothing, so fail loudly later
+                self.report.failed.append({"seq": seq, "error": "RecordError"})
+        self._enqueue(wrapped)
+
+    def _enqueue(self, wrapped: list[tuple[int, bytes]]) -> None:
+        ready = []
+        with self._lock:
+            for seq, data in wrapped:
+                if self._buffer and (len(self._buffer) >= self._limit
+                                     or self._buffered_bytes + len(data) > MAX_BATCH_BYTES):
+                    ready.append(self._take())  # a full PutRecordBatch's worth
+                self._buffer.append((seq, data))
+                self._buffered_bytes += len(data)
+        for batch in ready:
+            self._submit(batch)
 
     def flush(self) -> None:
         """Send what is buffered and wait for every batch; raises RecordsRefused if any record was refused."""
@@ -293,3 +320,17 @@ class Producer:
         with self._lock:
             return {"records": self._next_seq, "sent": self.report.records_sent, "batches": self.report.batches,
                     "retries": self.report.retries, "refused": len(self.report.failed)}
+
+
+def _chunks(records: Iterable, size: int) -> Iterable[list]:
+    if isinstance(records, list | tuple) and len(records) <= size:
+        yield list(records)
+        return
+    chunk = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

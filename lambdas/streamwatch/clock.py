@@ -21,6 +21,10 @@ class WallClock:
         """What to pass as SQS DelaySeconds to wait `seconds` of this clock."""
         return max(0, min(SQS_MAX_DELAY_S, math.ceil(seconds)))
 
+    def wall_duration(self, wall_seconds: float) -> float:
+        """A duration of the wall clock (an SQS visibility timeout) in this clock's seconds."""
+        return wall_seconds
+
 
 class ScaledClock(WallClock):
     """Virtual seconds run `speed` times faster than wall seconds, from `origin` (wall) on; virtual time starts at
@@ -38,6 +42,9 @@ class ScaledClock(WallClock):
 
     def delay_seconds(self, seconds: float) -> int:
         return 0 if seconds <= 0 else max(1, min(SQS_MAX_DELAY_S, math.ceil(seconds / self.speed)))
+
+    def wall_duration(self, wall_seconds: float) -> float:
+        return wall_seconds * self.speed
 
 
 _clock: WallClock = WallClock()

@@ -31,6 +31,7 @@ from streamwatch.ticks import Tick, send
 
 log = logging.getLogger(__name__)
 READ_THREADS = 16
+MONITOR_TIMEOUT_S = 60  # the monitor Lambda's timeout (the construct sets it; the backlog check reasons with it)
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,26 @@ class Monitor:
     def reads_records(self, rule_name: str) -> bool:
         return self.policy(rule_name).mode in ("auto", "records")
 
-    def process(self, messages: list[Message]) -> MonitorResult:
-        """Messages -> which message ids failed, and what happened."""
+    def process(self, messages: list[Message], batch_id: str | None = None) -> MonitorResult:
+        """Messages -> which message ids failed, and what happened. `batch_id` (the invocation's request id): the
+        batch is recorded while it is being counted, for the observer's backlog check."""
+        sent = [m.sent_ts for m in messages if m.sent_ts is not None]
+        if not batch_id or not sent:
+            return self._process(messages)
+        started, oldest = clock.get().now(), clock.get().from_wall(min(sent))
+        self._try(self.store.start_batch, batch_id, started, oldest)
+        try:
+            return self._process(messages)
+        finally:
+            self._try(self.store.end_batch, batch_id, started, oldest)
+
+    def _try(self, write, *args) -> None:
+        try:
+            write(*args)
+        except Exception as exc:  # never fail a batch for the backlog's bookkeeping (the check then waits longer)
+            log.warning("could not record the monitor batch: %r", exc)
+
+    def _process(self, messages: list[Message]) -> MonitorResult:
         result = MonitorResult()
         owners: dict[tuple[str, str], set[str]] = {}  # (dataset or "", key) -> message ids announcing it
         found: list[ObjectCreated] = []
@@ -97,7 +116,6 @@ class Monitor:
             for obj in objects:
                 owners.setdefault((obj.dataset_id, obj.key), set()).add(message.message_id)
                 found.append(obj)
-        self._record_lag(messages)
         if not found:
             return result
         now = clock.get().now()
@@ -232,13 +250,3 @@ class Monitor:
             return False  # the records rule cannot hold yet: no need to read the producers' reports
         view = state.view(clock.get().now(), records_landed=self.store.records_landed(state))
         return complete_now(policy, view) is not None
-
-    def _record_lag(self, messages: list[Message]) -> None:
-        """How far behind the monitor is (its oldest message's age), for the observer's backlog check."""
-        sent = [m.sent_ts for m in messages if m.sent_ts is not None]
-        if not sent:
-            return
-        try:
-            self.store.record_lag(clock.get().now(), clock.get().from_wall(min(sent)))
-        except Exception as exc:  # never fail a batch for a statistic
-            log.warning("could not record the monitor's lag: %r", exc)

@@ -24,6 +24,7 @@ import time
 from dataclasses import replace
 
 from streamwatch import aws, clock, events
+from streamwatch.counting import MONITOR_TIMEOUT_S
 from streamwatch.policy import Decision, Policy, complete_now, decide
 from streamwatch.rules import RuleError
 from streamwatch.settings import SQS_MAX_DELAY_S, Resources, Settings
@@ -137,9 +138,11 @@ class Observer:
     def backlog_s(self) -> float:
         """Age of the oldest object event the monitor may not have counted yet, on the handlers' clock.
 
-        SQS exposes `ApproximateAgeOfOldestMessage` only as a CloudWatch metric (minutes late), so: no message
-        waiting or in flight -> 0; otherwise the age of the oldest message in the monitor's last batch, and, if
-        messages are waiting, at least the time since that batch (a stopped monitor counts as behind)."""
+        SQS exposes `ApproximateAgeOfOldestMessage` only as a CloudWatch metric (minutes late), so it is measured
+        from what the monitor records: nothing waiting or in flight -> 0; a batch being counted -> the age of its
+        oldest message (a batch whose invocation died counts until SQS makes its messages visible again); messages
+        waiting -> at least the age the last batch's oldest message would have now (waiting messages were sent
+        after it was received, or are as old; a stopped monitor makes this grow)."""
         url = self.resources.notification_queue_url
         if not url:
             return 0.0
@@ -149,15 +152,15 @@ class Observer:
         in_flight = int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
         if not waiting and not in_flight:
             return 0.0
-        lag = self.store.get_lag()
         now = clock.get().now()
-        if lag is None:
-            return float("inf")  # messages and a monitor that never ran: nothing can be vouched for
-        batch_ts, oldest_sent = lag
-        backlog = batch_ts - oldest_sent
-        if waiting:
-            backlog = max(backlog, now - batch_ts)
-        return max(0.0, backlog)
+        visibility = 6 * MONITOR_TIMEOUT_S + self.settings.monitor_batch_window_s  # the queue's, as the construct sets
+        ages = [now - oldest for oldest in self.store.batches_in_flight(now - clock.get().wall_duration(visibility))]
+        if waiting or not ages:
+            lag = self.store.get_lag()
+            if lag is None:
+                return float("inf")  # messages, and a monitor that never finished a batch: nothing is vouched for
+            ages.append(now - lag[1])
+        return max(0.0, *ages)
 
     # --- publishing -----------------------------------------------------------------------------------------
     def _after_declaration(self, state: State) -> str:

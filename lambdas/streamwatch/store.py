@@ -9,7 +9,8 @@ One table, one partition per dataset:
   for objects of Firehose's error output.
 - `DATASET#<id> / PRODUCER#<id>`: a producer's report: expected, started, done (with records_sent), failed.
 - `DATASET#<id> / SEQS`: every producer's persisted sequence numbers as merged intervals (`envelope`).
-- `MONITOR / LAG`: when the monitor last ran and how old its oldest message was (the observer's backlog check).
+- `MONITOR / LAG` and `MONITOR / BATCH#<id>`: the monitor's last batch and the batches it is counting now, with
+  their oldest messages (the observer's backlog check).
 
 Counting is exact under at-least-once delivery: each transaction puts the ledger items of its objects with
 `attribute_not_exists`, ADDs their totals to the dataset once, and replaces the dataset's SEQS item on its
@@ -638,12 +639,26 @@ class Store:
             raise
 
     # --- monitor lag (the observer's backlog check) ------------------------------------------------------
-    def record_lag(self, batch_ts: float, oldest_sent_ts: float) -> None:
-        self.table.put_item(Item={PK: "MONITOR", SK: "LAG", "batch_ts": _num(batch_ts),
+    def start_batch(self, batch_id: str, now: float, oldest_sent_ts: float) -> None:
+        """A monitor batch is being counted: its oldest message is not counted until it ends (or, if the
+        invocation dies, until SQS makes its messages visible again)."""
+        self.table.put_item(Item={PK: "MONITOR", SK: f"BATCH#{batch_id}", "started_ts": _num(now),
+                                  "oldest_sent_ts": _num(oldest_sent_ts), TTL_ATTRIBUTE: int(time.time()) + 86_400})
+
+    def end_batch(self, batch_id: str, now: float, oldest_sent_ts: float) -> None:
+        self.table.put_item(Item={PK: "MONITOR", SK: "LAG", "batch_ts": _num(now),
                                   "oldest_sent_ts": _num(oldest_sent_ts)})
+        self.table.delete_item(Key={PK: "MONITOR", SK: f"BATCH#{batch_id}"})
+
+    def batches_in_flight(self, started_after: float) -> list[float]:
+        """The oldest message of every monitor batch started after `started_after` and not ended."""
+        items = _query_all(self.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :b)",
+                           ExpressionAttributeValues={":pk": "MONITOR", ":b": "BATCH#"}, ConsistentRead=True)
+        return [float(it["oldest_sent_ts"]) for it in items if float(it["started_ts"]) > started_after]
 
     def get_lag(self) -> tuple[float, float] | None:
-        item = self.table.get_item(Key={PK: "MONITOR", SK: "LAG"}).get("Item")
+        """When the last monitor batch ended, and its oldest message's send time."""
+        item = self.table.get_item(Key={PK: "MONITOR", SK: "LAG"}, ConsistentRead=True).get("Item")
         return (float(item["batch_ts"]), float(item["oldest_sent_ts"])) if item else None
 
     def watching_since(self, now: float) -> float:

@@ -94,15 +94,3 @@ def test_dlq_shows_what_is_there_and_redrives_it(sandbox, capsys):
     attrs = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
     assert attrs["ApproximateNumberOfMessages"] == "0"
 
-
-def test_put_exits_1_when_firehose_refuses_records_and_the_dataset_fails(tmp_path, monkeypatch, capsys):
-    from streamwatch.local.sandbox import Chaos
-    monkeypatch.setattr("streamwatch.aws.backoff_s", lambda attempt, base, cap: 0.0)  # retries without waiting
-    rows = tmp_path / "rows.jsonl"
-    rows.write_text("".join(json.dumps({"i": i}) + "\n" for i in range(20)))
-    settings = Settings(buffer_interval_s=60, alarms=False)
-    with Sandbox(settings, speed=120, log=lambda s: None, chaos=Chaos(put_failures=1.0)) as sb:
-        assert main(["put", "refused-1", "--producer", "p", str(rows)]) == 1
-        assert "Firehose refused 20 record(s) after every retry (ServiceUnavailableException)" in \
-            capsys.readouterr().err
-        assert "refused 20 record(s)" in wait_for(sb, "refused-1", "Dataset Failed")["failure"]

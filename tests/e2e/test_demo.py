@@ -30,7 +30,7 @@ def test_chaos_run_ends_exact_with_one_ready_per_dataset(mode, notifications):
     for d in summary["datasets"]:
         assert d["ready"] == 1 and d["stalled"] == 0 and d["failed"] == 0
         assert d["amended"] == 0 or mode == "auto"  # by records: a Firehose copy may land after, as Amended
-        assert d["objects_landed"] == d["objects_counted"] >= 2
+        assert d["objects_landed"] == d["objects_counted"] >= 1
         assert d["records_sent"] == d["records_persisted"] > 0
         assert d["latency_s"] >= (0 if mode == "auto" else settings.quiet_s)  # never before the last object
         assert d["record_lines"] > d["records_persisted"]  # records landed twice (retried producers, Firehose)

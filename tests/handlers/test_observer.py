@@ -237,16 +237,26 @@ def test_a_backlog_in_the_monitor_holds_the_stability_declaration(moto_env, cont
     assert [e["detail-type"] for e in published(local)] == ["Dataset Ready"]
 
 
-def test_backlog_is_measured_from_the_queue_and_the_monitors_last_batch(moto_env, context, fake_clock):
+def test_backlog_is_measured_from_the_queue_and_the_monitors_batches(moto_env, context, fake_clock):
     from streamwatch.observing import Observer
     settings, local = moto_env()
     obs = Observer(settings, Resources.from_env(os.environ))
+    store = Store(local.resources.table)
     drain(local.notification_queue_url)  # S3's test events
-    assert obs.backlog_s() == 0.0  # nothing waiting
-    boto3.client("sqs").send_message(QueueUrl=local.notification_queue_url, MessageBody="{}")
-    assert obs.backlog_s() == float("inf")  # waiting, and the monitor never ran
-    Store(local.resources.table).record_lag(T0 - 100, T0 - 130)
-    assert obs.backlog_s() == pytest.approx(101, abs=1)  # waiting, nobody took a batch for 101 s
+    assert obs.backlog_s() == 0.0  # nothing waiting, nothing in flight
+    sqs = boto3.client("sqs")
+    sqs.send_message(QueueUrl=local.notification_queue_url, MessageBody="{}")
+    assert obs.backlog_s() == float("inf")  # waiting, and the monitor never finished a batch
+    store.end_batch("b0", T0 - 100, T0 - 130)
+    assert obs.backlog_s() == pytest.approx(130, abs=1)  # waiting: at least as old as the last batch's oldest now
+    # A batch being counted right now (its messages in flight, none waiting) holds a message sent 100 s ago
+    sqs.receive_message(QueueUrl=local.notification_queue_url, VisibilityTimeout=600)
+    store.start_batch("b1", T0 - 1, T0 - 100)
+    store.end_batch("b2", T0, T0 - 2)  # a younger batch that ended meanwhile does not hide it
+    assert obs.backlog_s() == pytest.approx(100, abs=1)
+    store.end_batch("b1", T0, T0 - 100)
+    store.end_batch("b3", T0, T0 - 2)
+    assert obs.backlog_s() == pytest.approx(2, abs=1)  # in flight, no batch recorded: the last batch's oldest
 
 
 def test_registered_after_the_first_object_the_dataset_switches_to_records_at_once(moto_env, context, fake_clock):

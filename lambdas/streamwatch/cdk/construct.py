@@ -28,6 +28,7 @@ from streamwatch.cdk.bundling import dependency_layer_code, producer_code
 from streamwatch.cdk.nag import acknowledge
 from streamwatch.cdk.operations import Operations
 from streamwatch.cdk.parts import RUNTIME, QueueWithDlq, StreamwatchFunction
+from streamwatch.counting import MONITOR_TIMEOUT_S
 from streamwatch.events import DETAIL_TYPES, READY, SOURCE
 from streamwatch.manifest import MANIFEST, SUCCESS
 from streamwatch.observing import OBSERVER_TIMEOUT_S
@@ -35,7 +36,6 @@ from streamwatch.s3_events import object_created_pattern, watched_prefixes
 from streamwatch.settings import Resources, Settings, SettingsError
 from streamwatch.store import LIST_INDEX, LIST_PK, LIST_SK, PK, SK, TTL_ATTRIBUTE
 
-MONITOR_TIMEOUT_S = 60
 TABLE_REPORTS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem",
                  "dynamodb:Query", "dynamodb:BatchGetItem")  # producer reports and run registration
 ERROR_OUTPUT = "!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"

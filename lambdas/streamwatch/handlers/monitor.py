@@ -28,7 +28,8 @@ def _sent_ts(record: dict) -> float | None:
 def handler(event: dict, context) -> dict:
     monitor = Monitor(*environment(logger))
     records = event.get("Records", [])
-    result = monitor.process([Message(r["messageId"], r.get("body", ""), _sent_ts(r)) for r in records])
+    result = monitor.process([Message(r["messageId"], r.get("body", ""), _sent_ts(r)) for r in records],
+                             batch_id=getattr(context, "aws_request_id", None))
     metrics.add_metric("ObjectsCounted", MetricUnit.Count, result.counted)
     metrics.add_metric("DuplicateNotifications", MetricUnit.Count, result.duplicates)
     metrics.add_metric("DynamoDBRequests", MetricUnit.Count, result.dynamodb_requests)

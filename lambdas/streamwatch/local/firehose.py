@@ -60,13 +60,14 @@ class LocalFirehose:
         self.errors = 0
         self.calls = 0
         self.billed_bytes = 0
+        self.writing = 0  # buffers taken off and being written to S3
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="local-firehose", daemon=True)
         self._thread.start()
 
     # --- the API -----------------------------------------------------------------------------------------
     def put_record_batch(self, DeliveryStreamName: str, Records: list[dict]) -> dict:  # noqa: N803 (boto3 names)
-        responses, now = [], clock.get().now()
+        responses, now, full = [], clock.get().now(), []
         with self.lock:
             self.calls += 1
             for record in Records:
@@ -76,8 +77,9 @@ class LocalFirehose:
                 data = record["Data"]
                 self.billed_bytes += max(1, -(-len(data) // 5120)) * 5120
                 for one in self._deaggregated(data):
-                    self._accept(one, now)
+                    self._accept(one, now, full)
                 responses.append({"RecordId": str(uuid.uuid4())})
+        self._write(full)
         failed = sum(1 for r in responses if "ErrorCode" in r)
         return {"FailedPutCount": failed, "Encrypted": False, "RequestResponses": responses}
 
@@ -88,7 +90,7 @@ class LocalFirehose:
         records = envelope.json_objects(data)
         return records[:500] if records else [data]  # not JSON: partitioning sends it to the error output
 
-    def _accept(self, data: bytes, now: float) -> None:
+    def _accept(self, data: bytes, now: float, full: list) -> None:
         try:
             doc = json.loads(data)
             values = tuple(doc[n] for n in self.rule.value_fields)
@@ -109,19 +111,29 @@ class LocalFirehose:
         buffer.records.append(data + b"\n")
         buffer.size += len(data) + 1
         if buffer.size >= self.settings.buffer_size_mib * 1024 * 1024:
-            self._flush(values)
+            full.append(self._pop(values))
 
     # --- delivery ------------------------------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.wait(0.05):
             now = clock.get().now()
-            with self.lock:
-                due = [k for k, b in self.buffers.items() if now - b.opened >= b.deadline_s]
-                for key in due:
-                    self._flush(key)
+            with self.lock:  # take the due buffers under the lock, write them outside it (puts never wait on S3)
+                due = [self._pop(k) for k, b in list(self.buffers.items()) if now - b.opened >= b.deadline_s]
+            self._write(due)
 
-    def _flush(self, values: tuple) -> None:
-        buffer = self.buffers.pop(values)
+    def _pop(self, values: tuple) -> tuple[tuple, _Buffer]:
+        self.writing += 1
+        return values, self.buffers.pop(values)
+
+    def _write(self, popped: list[tuple[tuple, _Buffer]]) -> None:
+        for values, buffer in popped:
+            try:
+                self._deliver(values, buffer)
+            finally:
+                with self.lock:
+                    self.writing -= 1
+
+    def _deliver(self, values: tuple, buffer: _Buffer) -> None:
         body = b"".join(buffer.records)
         fields = dict(zip(self.rule.value_fields, values, strict=True))
         arrived = datetime.fromtimestamp(buffer.opened, UTC)  # the oldest record's arrival, as Firehose stamps it
@@ -154,9 +166,9 @@ class LocalFirehose:
     def flush_all(self) -> None:
         """Deliver every open buffer now (tests that do not want to wait)."""
         with self.lock:
-            for key in list(self.buffers):
-                self._flush(key)
+            popped = [self._pop(key) for key in list(self.buffers)]
+        self._write(popped)
 
     def idle(self) -> bool:
         with self.lock:
-            return not self.buffers
+            return not self.buffers and not self.writing

@@ -82,10 +82,12 @@ class Stats:
 class Poller(threading.Thread):
     """Lambda's SQS event source for one queue -> one handler."""
 
-    def __init__(self, sandbox: Sandbox, name: str, queue_url: str, handler: Callable, batch_size: int,
+    def __init__(self, sandbox: Sandbox, name: str, queue_url: str, module, batch_size: int,
                  window_s: float, duplicate: float) -> None:
+        """`module`: the handler's module (its `handler`, and its Powertools `metrics`, cleared after each
+        invocation as a Lambda's are flushed)."""
         super().__init__(name=name, daemon=True)
-        self.sandbox, self.queue_url, self.handler = sandbox, queue_url, handler
+        self.sandbox, self.queue_url, self.handler, self.metrics = sandbox, queue_url, module.handler, module.metrics
         self.batch_size, self.window_s, self.duplicate = batch_size, window_s, duplicate
         self.stats, self.rng = Stats(), random.Random(zlib.crc32(name.encode()))
         self.busy = False
@@ -141,6 +143,8 @@ class Poller(threading.Thread):
         except Exception as exc:  # the whole invocation failed: every message comes back
             self.sandbox.log(f"{self.name}: invocation failed ({type(exc).__name__}: {exc}); batch will be retried")
             failed = {m["MessageId"] for m in batch}
+        finally:  # metrics are disabled locally, so nothing flushes them: clear them (Powertools caps at 100)
+            self.metrics.clear_metrics()
         self.stats.failed_records += len(failed)
         if crash:
             self.stats.crashes += 1  # died before returning: nothing is deleted, everything is redelivered
@@ -225,9 +229,9 @@ class Sandbox:
         self._install_hooks()
         window = self.settings.monitor_batch_window_s / self.speed
         self.pollers = [
-            Poller(self, "monitor", self.local.notification_queue_url, monitor_handler.handler,
+            Poller(self, "monitor", self.local.notification_queue_url, monitor_handler,
                    min(self.settings.monitor_batch_size, 100), window, self.chaos.duplicate_notifications),
-            Poller(self, "observer", self.resources.observer_queue_url, observer_handler.handler, 10, 0.0,
+            Poller(self, "observer", self.resources.observer_queue_url, observer_handler, 10, 0.0,
                    self.chaos.duplicate_observer),
         ]
         self._threads = [*self.pollers, threading.Thread(target=self._read_events, name="events", daemon=True)]
@@ -385,6 +389,8 @@ class Sandbox:
                         self.windows_closed += opened
                     except Exception as exc:  # a failed schedule is shown; EventBridge would retry it
                         self.log(f"scheduler: {exc!r}")
+                    finally:
+                        scheduler_handler.metrics.clear_metrics()
             last = now
 
     # --- producing ---------------------------------------------------------------------------------------
