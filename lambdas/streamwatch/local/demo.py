@@ -183,13 +183,17 @@ def summarize(sb: Sandbox, store: Store, ids: list[str], chaos: Chaos, expect_fa
               windows: set[str] = frozenset()) -> dict:
     listing: dict[str, list[str]] = {d: [] for d in ids}
     landed: dict[str, list[float]] = {d: [] for d in ids}  # when S3 stored each object, on the pipeline clock
+    # The emulated streams know when they wrote each key; S3's LastModified has whole seconds, a minute at x60.
+    written = {key: at for stream in sb.streams.values() for keys in list(stream.delivered.values())
+               for key, _, at in keys}
     for prefix in sb.settings.rules.watched_prefixes:
         for page in sb.s3.get_paginator("list_objects_v2").paginate(Bucket=sb.resources.bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 match = sb.settings.rules.match(obj["Key"])
                 if match and match.dataset_id in listing:
                     listing[match.dataset_id].append(obj["Key"])
-                    landed[match.dataset_id].append(clock.get().from_wall(obj["LastModified"].timestamp()))
+                    landed[match.dataset_id].append(
+                        written.get(obj["Key"]) or clock.get().from_wall(obj["LastModified"].timestamp()))
     states, _ = store.get_states(ids)
     rows = []
     for d in ids:

@@ -145,8 +145,9 @@ class LocalFirehose:
         for _ in range(copies):
             written = datetime.now(UTC)
             key = f"{prefix}{self.stream}-1-{written:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4()}"
+            landing = clock.get().now()  # taken before the PUT, so nothing can be declared ahead of it
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
-            self.delivered.setdefault(match.dataset_id, []).append((key, len(buffer.records), clock.get().now()))
+            self.delivered.setdefault(match.dataset_id, []).append((key, len(buffer.records), landing))
 
     def _write_errors(self, records: list[bytes], now: float, code: str, message: str) -> None:
         self.errors += len(records)
