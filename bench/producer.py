@@ -1,38 +1,45 @@
 """Producer benchmark (issue 10): the producer client's records/s against a plain boto3 PutRecordBatch loop, at
 200-byte and 10 KiB records, and what Firehose bills per record, packed and unpacked.
 
-Fair by construction: one Sandbox (moto on 127.0.0.1), ONE boto3 Firehose client object shared by every
-contender (the client gets it as `Run.attach(..., firehose=fh)`), so every PutRecordBatch of either contender goes
-through botocore's validation and serialization (base64, JSON), the sandbox's before-call hook (which parses the
-body as a server would) and the same LocalFirehose (de-aggregation, partitioning, buffering). The plain loop is
-what a user writes by hand: serial, json.dumps per record, calls of <= 500 records and <= 4 MiB, refused entries
-resent with backoff. Its records carry their `dataset_id` (the stream partitions by it); the client is given the
-same records without it (it adds the rule's fields and its envelope), so both send the same JSON plus the
-client's `"_sw":"<producer>:<seq>"`. "200-byte" is the plain record's size. The client's time covers the whole
-`with run.producer(...)` block: its started/done reports and nudge to DynamoDB too.
+Fair by construction: ONE boto3 Firehose client object per condition, shared by every contender (the client gets
+it as `Run.attach(..., firehose=fh)`), so every PutRecordBatch of either contender goes through botocore's
+validation and serialization (base64, JSON) and the same LocalFirehose (de-aggregation, partitioning, buffering).
+The plain loop is what a user writes by hand: serial, json.dumps per record, calls of <= 500 records and <= 4 MiB,
+refused entries resent with backoff. Its records carry their `dataset_id` (the stream partitions by it); the client
+is given the same records without it (it adds the rule's fields and its envelope), so both send the same JSON plus
+the client's `"_sw":"<producer>:<seq>"`. "200-byte" is the plain record's size. The client's time covers the whole
+`with run.producer(...)` block: its started/done reports and nudge to DynamoDB (the Sandbox's moto) too.
 
-Two conditions, because the emulation answers in microseconds: `cpu` (no added latency: every contender is
-CPU-bound in this one process, so the figure is the cost of each one's own work, and the client's 4 calls in
-flight cannot help) and `latency` (20 ms of service time per PutRecordBatch, a sleep in front of the emulation,
-so calls in flight overlap as they do against Firehose).
+Three conditions:
+- `remote+20ms`: the emulation behind a Firehose JSON-protocol HTTP endpoint on 127.0.0.1 in its own process,
+  20 ms of service time per call: the producer's process holds only the producer's work, and calls in flight
+  overlap, as against Firehose.
+- `remote`: the same endpoint answering at once: CPU-bound, the server's work on the other core.
+- `in-process`: the emulation behind the Sandbox's botocore hook, answering at once: the producer, the emulation and
+  moto share one process and one GIL. A diagnostic (no producer runs next to Firehose), and the harshest case for
+  a client that overlaps its work on threads.
 
-Each measurement writes its own partition; buffers are far from their interval (900 s at speed 1) and size
-(128 MiB) limits, so nothing is written to S3 while timing (no monitor work in the background): the benchmark
-checks the partition holds every record, one line each, then drops it. Billing is LocalFirehose's count (each
-Firehose record rounded up to 5 KiB), checked against the client's own report. 3 interleaved rounds (order rotated
-each round) after a warm-up; best and median. Prints the figures and pass/fail; the last line is one JSON object.
+Each measurement writes its own partition; buffers are far from their interval (900 s) and size (128 MiB) limits,
+so nothing is written to S3 while timing: the benchmark checks the partition holds every record, one line each,
+then drops it. Billing is LocalFirehose's count (each Firehose record rounded up to 5 KiB), checked against the
+client's own report. 3 interleaved rounds (order rotated each round) after a warm-up; best and median. Prints the
+figures and pass/fail; the last line is one JSON object.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import multiprocessing
 import os
 import random
 import resource
 import statistics
 import sys
 import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,9 +47,11 @@ sys.path.insert(0, str(ROOT / "lambdas"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import boto3  # noqa: E402
+from botocore.config import Config  # noqa: E402
 
 from streamwatch import aws  # noqa: E402
 from streamwatch.client import Run  # noqa: E402
+from streamwatch.local.firehose import LocalFirehose  # noqa: E402
 from streamwatch.local.sandbox import Sandbox  # noqa: E402
 from streamwatch.producing import BILLING_UNIT, MAX_BATCH_BYTES, MAX_BATCH_RECORDS  # noqa: E402
 from streamwatch.settings import Settings  # noqa: E402
@@ -51,7 +60,7 @@ ROUNDS = 3
 SIZES = {"200B": (200, 100_000), "10KiB": (10 * 1024, 10_000)}  # record bytes (plain JSON), records per run
 CONTENDERS = {"plain": "plain boto3 loop (baseline)", "client": "client, unpacked",
               "client-packed": "client, packed"}
-CONDITIONS = {"cpu": 0.0, "latency": 0.020}  # service time per PutRecordBatch (see Latency)
+CONDITIONS = {"remote+20ms": 0.020, "remote": 0.0, "in-process": 0.0}  # service time per PutRecordBatch
 TARGET_PACKING = 20  # packed 200-byte billing <= 1/20 of unpacked (25x is the ideal: 500 x 200 B in 20 units)
 
 
@@ -99,46 +108,111 @@ def plain_loop(fh, stream: str, records: list[dict]) -> int:
     return calls
 
 
-class Latency:
-    """Service time per PutRecordBatch, added in front of the emulation (a sleep: concurrent calls overlap, as
-    they do against the real service). 0: every contender is CPU-bound in this process."""
+def serve_firehose(conn, latency_s: float) -> None:
+    """The `remote` conditions' endpoint (a child process): PutRecordBatch in Firehose's JSON protocol into a
+    LocalFirehose, after `latency_s` of service time; POST /take/<dataset> pops that partition's buffer."""
+    firehose = LocalFirehose(None, "bench", Settings(buffer_interval_s=900, buffer_size_mib=128))
 
-    def __init__(self, firehose) -> None:
-        self.seconds, self.inner = 0.0, firehose.put_record_batch
-        firehose.put_record_batch = self
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
 
-    def __call__(self, *args, **kwargs) -> dict:
-        if self.seconds:
-            time.sleep(self.seconds)
-        return self.inner(*args, **kwargs)
+        def log_message(self, *_args) -> None:
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.path.startswith("/take/"):
+                with firehose.lock:
+                    buffer = firehose.buffers.pop((self.path.removeprefix("/take/"),), None)
+                doc = {"lines": len(buffer.records) if buffer else 0, "size": buffer.size if buffer else 0,
+                       "calls": firehose.calls, "billed_bytes": firehose.billed_bytes}
+            else:
+                time.sleep(latency_s)
+                request = json.loads(body)
+                doc = firehose.put_record_batch(request["DeliveryStreamName"], [
+                    {"Data": base64.b64decode(r["Data"])} for r in request["Records"]])
+            out = json.dumps(doc).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-amz-json-1.1")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    conn.send(server.server_address[1])
+    server.serve_forever()
 
 
-def measure(sb: Sandbox, fh, contender: str, size_name: str, tag: str, n: int | None = None) -> dict:
+class Remote:
+    """A `remote` condition: the endpoint process and a boto3 client pointed at it (not the Sandbox's hook)."""
+
+    def __init__(self, latency_s: float) -> None:
+        context = multiprocessing.get_context("spawn")
+        mine, theirs = context.Pipe()
+        self.process = context.Process(target=serve_firehose, args=(theirs, latency_s), daemon=True)
+        self.process.start()
+        self.url = f"http://127.0.0.1:{mine.recv()}"
+        self.client = None
+
+    def connect(self):  # inside the Sandbox: its credentials and region
+        self.client = boto3.session.Session().client("firehose", endpoint_url=self.url,
+                                                     config=Config(max_pool_connections=16))
+        return self.client
+
+    def counters(self) -> dict:
+        return self.take("-")
+
+    def take(self, dataset_id: str) -> dict:
+        request = urllib.request.Request(f"{self.url}/take/{dataset_id}", data=b"{}", method="POST")
+        with urllib.request.urlopen(request) as response:
+            return json.loads(response.read())
+
+    def close(self) -> None:
+        self.process.terminate()
+
+
+class InProcess:
+    """The `in-process` condition: the Sandbox's own emulation, reached through its botocore hook."""
+
+    def __init__(self, sb: Sandbox) -> None:
+        self.sb, self.client = sb, boto3.client("firehose")  # made inside the sandbox: the hook applies
+
+    def counters(self) -> dict:
+        return {"calls": self.sb.firehose.calls, "billed_bytes": self.sb.firehose.billed_bytes}
+
+    def take(self, dataset_id: str) -> dict:
+        with self.sb.firehose.lock:
+            buffer = self.sb.firehose.buffers.pop((dataset_id,), None)
+        return {"lines": len(buffer.records) if buffer else 0, "size": buffer.size if buffer else 0,
+                **self.counters()}
+
+
+def measure(sb: Sandbox, backend: Remote | InProcess, contender: str, size_name: str, tag: str,
+            n: int | None = None) -> dict:
     """One timed run into its own partition; checks every record arrived (one line each), then drops it."""
     size, default_n = SIZES[size_name]
     n = n or default_n
     dataset_id = f"{size_name}-{contender[:8]:8s}-{tag}".replace(" ", "_")  # same length for every contender
     plain = make_records(size, n, dataset_id)
     records = plain if contender == "plain" else [{k: v for k, v in r.items() if k != "dataset_id"} for r in plain]
-    calls_before, billed_before = sb.firehose.calls, sb.firehose.billed_bytes
+    before = backend.counters()
     cpu0, t0 = time.process_time(), time.perf_counter()
     report = None
     if contender == "plain":
-        calls = plain_loop(fh, sb.resources.stream, records)
+        calls = plain_loop(backend.client, sb.resources.stream, records)
     else:
-        run = Run.attach(dataset_id, firehose=fh)
+        run = Run.attach(dataset_id, firehose=backend.client)
         with run.producer("p", pack=contender == "client-packed") as producer:
             producer.put_many(records)
         report = producer.report
         calls = report.batches
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    with sb.firehose.lock:
-        buffer = sb.firehose.buffers.pop((dataset_id,), None)
-    lines = len(buffer.records) if buffer else 0
-    billed = sb.firehose.billed_bytes - billed_before
+    after = backend.take(dataset_id)
+    lines, billed = after["lines"], after["billed_bytes"] - before["billed_bytes"]
     assert lines == n, f"{dataset_id}: {lines} of {n} records reached the stream"
-    assert sb.firehose.calls - calls_before == calls, (sb.firehose.calls - calls_before, calls)
-    wire = (buffer.size - lines) / lines  # bytes per record as sent (LocalFirehose adds a newline to each)
+    assert after["calls"] - before["calls"] == calls, (after["calls"] - before["calls"], calls)
+    wire = (after["size"] - lines) / lines  # bytes per record as sent (LocalFirehose adds a newline to each)
     if report is not None:
         assert report.records_sent == n and not report.failed and report.billed_bytes == billed, report
     return {"elapsed": elapsed, "cpu": cpu, "records": n, "calls": calls, "billed_bytes": billed, "wire_bytes": wire}
@@ -150,21 +224,27 @@ def main() -> int:
     settings = Settings(buffer_interval_s=900, buffer_size_mib=128)
     runs: dict[tuple[str, str, str], list[dict]] = {}
     order = list(CONTENDERS)
-    with Sandbox(settings, speed=1.0, log=lambda _m: None, name="bench") as sb:
-        latency = Latency(sb.firehose)
-        fh = boto3.client("firehose")  # made inside the sandbox: its PutRecordBatch reaches the emulation
-        for size_name in SIZES:  # warm-up, untimed
-            for contender in CONTENDERS:
-                measure(sb, fh, contender, size_name, "w", n=2000)
-        for r in range(ROUNDS):
-            for condition, seconds in CONDITIONS.items():
-                latency.seconds = seconds
+    remotes = {c: Remote(s) for c, s in CONDITIONS.items() if c.startswith("remote")}  # before any thread starts
+    try:
+        with Sandbox(settings, speed=1.0, log=lambda _m: None, name="bench") as sb:
+            backends = {c: remotes[c] if c in remotes else InProcess(sb) for c in CONDITIONS}
+            for remote in remotes.values():
+                remote.connect()
+            for backend in backends.values():  # warm-up, untimed
                 for size_name in SIZES:
-                    for contender in order[r % len(order):] + order[:r % len(order)]:
-                        runs.setdefault((condition, size_name, contender), []).append(
-                            measure(sb, fh, contender, size_name, f"{condition[0]}{r}"))
-        assert sb.firehose.errors == 0, f"{sb.firehose.errors} records went to the error output"
-        endpoint = sb.endpoint
+                    for contender in CONTENDERS:
+                        measure(sb, backend, contender, size_name, "w", n=2000)
+            for r in range(ROUNDS):
+                for i, (condition, backend) in enumerate(backends.items()):
+                    for size_name in SIZES:
+                        for contender in order[r % len(order):] + order[:r % len(order)]:
+                            runs.setdefault((condition, size_name, contender), []).append(
+                                measure(sb, backend, contender, size_name, f"c{i}r{r}"))
+            assert sb.firehose.errors == 0, f"{sb.firehose.errors} records went to the error output"
+            endpoint = sb.endpoint
+    finally:
+        for remote in remotes.values():
+            remote.close()
     aws.reset()
     figures, rows = {}, []
     for condition in CONDITIONS:
@@ -183,21 +263,24 @@ def main() -> int:
                 figures[f"{condition}/{size_name}/{contender}"] = fig
                 rows.append((condition, size_name, label, fig))
     f = figures.__getitem__
-    packing = {s: f(f"cpu/{s}/client")["billed_kb_per_record"] / f(f"cpu/{s}/client-packed")["billed_kb_per_record"]
-               for s in SIZES}
+    packing = {s: f(f"remote/{s}/client")["billed_kb_per_record"] / f(f"remote/{s}/client-packed")[
+        "billed_kb_per_record"] for s in SIZES}
     targets = {f"{mode}_ge_plain_{c}_{s}": f(f"{c}/{s}/{name}")["x_plain"] >= 1.0
                for c in CONDITIONS for mode, name in (("packed", "client-packed"), ("unpacked", "client"))
                for s in SIZES}
     targets[f"packed_200B_billing_le_1/{TARGET_PACKING}"] = packing["200B"] >= TARGET_PACKING
     elapsed = time.perf_counter() - started
-    head = (f"one Sandbox (moto on 127.0.0.1, LocalFirehose behind the botocore hook), one shared boto3 client, "
-            f"{os.cpu_count()} cores; best and median of {ROUNDS} interleaved rounds; x plain on medians")
+    head = (f"LocalFirehose behind a Firehose HTTP endpoint on 127.0.0.1 in its own process (remote) or behind the "
+            f"Sandbox's botocore hook (in-process); the client's reports to the Sandbox's moto; one boto3 client per "
+            f"condition shared by every contender; {os.cpu_count()} cores; best and median of {ROUNDS} interleaved "
+            "rounds; x plain on medians")
     print(f"{head}; endpoint {endpoint}")
-    print("conditions: " + "; ".join(f"{c} = {s * 1000:.0f} ms per PutRecordBatch" for c, s in CONDITIONS.items()))
-    print(f"{'':14s}{'contender':30s} {'rec/s':>9s} {'median':>9s} {'MB/s med':>9s} {'x plain':>8s} "
+    print("conditions: " + "; ".join(f"{c} = {s * 1000:.0f} ms of service time per PutRecordBatch"
+                                     for c, s in CONDITIONS.items()))
+    print(f"{'':18s}{'contender':30s} {'rec/s':>9s} {'median':>9s} {'MB/s med':>9s} {'x plain':>8s} "
           f"{'CPU us/rec':>10s} {'calls':>6s} {'B/rec sent':>10s} {'billed KB/rec':>13s}")
     for condition, size_name, label, x in rows:
-        print(f"{condition:8s}{size_name:6s}{label:30s} {x['records_per_s']:9,d} {x['median_records_per_s']:9,d} "
+        print(f"{condition:12s}{size_name:6s}{label:30s} {x['records_per_s']:9,d} {x['median_records_per_s']:9,d} "
               f"{x['median_mb_per_s']:9.1f} {x['x_plain']:7.2f}x {x['cpu_us_per_record']:10.1f} {x['calls']:6d} "
               f"{x['wire_bytes_per_record']:10.1f} {x['billed_kb_per_record']:13.4f}")
     print("billing, unpacked / packed: " + ", ".join(f"{s} {v:.1f}x" for s, v in packing.items())
@@ -219,14 +302,16 @@ def write_doc(head: str, rows: list, packing: dict, targets: dict) -> None:
     from docs_section import update_doc
     lines = ["## Producer client (`bench/producer.py`)", "",
              f"{SIZES['200B'][1]:,} x 200-byte and {SIZES['10KiB'][1]:,} x 10 KiB JSON records per run; {head}. "
-             "Every PutRecordBatch of every contender goes through botocore's serialization, the sandbox's hook and "
-             "the same Firehose emulation (de-aggregation, partitioning, buffering), whose work is in every figure. "
-             "The plain loop is serial, <= 500 records and <= 4 MiB a call, resending refused entries; the client "
-             "runs at its defaults (4 calls in flight), its time includes its started/done reports to DynamoDB. "
-             "Two conditions: `cpu`, the emulation answering at once (everything CPU-bound in one process: what "
-             "each contender's own work costs), and `latency`, "
-             f"{CONDITIONS['latency'] * 1000:.0f} ms of service time per call in front of it (a sleep, so calls "
-             "in flight overlap, as against Firehose).", "",
+             "Every PutRecordBatch of every contender goes through botocore's validation and serialization and the "
+             "same Firehose emulation (de-aggregation, partitioning, buffering). The plain loop is serial, <= 500 "
+             "records and <= 4 MiB a call, resending refused entries; the client runs at its defaults (4 calls in "
+             "flight), its time includes its started/done reports to DynamoDB. Three conditions: `remote+20ms`, "
+             f"{CONDITIONS['remote+20ms'] * 1000:.0f} ms of service time per call at an endpoint in its own process "
+             "(calls in flight overlap, as against Firehose); `remote`, the same endpoint answering at once "
+             "(CPU-bound, the server's work on the other core); `in-process`, the emulation and moto in the "
+             "producer's own process and GIL, answering at once: a diagnostic no producer meets in production, and "
+             "the harshest case for a client that overlaps its work on threads (the threads contend for the GIL, "
+             "and records wrapped on one thread and freed on another cost glibc's allocator page faults).", "",
              "| condition | records | contender | rec/s (best) | rec/s (median) | MB/s (median) | x plain "
              "| CPU µs per record | calls | bytes sent per record | billed KB per record |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -236,8 +321,8 @@ def write_doc(head: str, rows: list, packing: dict, targets: dict) -> None:
     lines += ["", "Firehose bills each record rounded up to 5 KB (5,120 bytes, as `producing.BILLING_UNIT`): "
               f"packing cuts the bill {packing['200B']:.1f}x at 200 bytes (the envelope makes a record a little "
               f"larger than the ideal 25x assumes) and {packing['10KiB']:.2f}x at 10 KiB, where the envelope pushes "
-              "an unpacked 10,240-byte record into a third 5 KB unit. CPU is the whole process's (the moto server "
-              "and the emulation included), per record.", "",
+              "an unpacked 10,240-byte record into a third 5 KB unit. CPU is the producer's process's, per record: "
+              "in-process, that includes the emulation and moto.", "",
               "Targets: " + "; ".join(f"{k}: {'pass' if v else 'FAIL'}" for k, v in targets.items()) + "."]
     update_doc("producer", "\n".join(lines))
 
