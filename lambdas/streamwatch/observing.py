@@ -95,7 +95,7 @@ class Observer:
             view = self._view(self.store.get_state(msg.dataset_id), now, rule_settings)
         if msg.kind != "tick":  # nudge (or an amend racing the declaration): a check, not a chain step
             decision = complete_now(policy, view)
-            if decision is None or not self.store.declare(msg.dataset_id, decision, now,
+            if decision is None or not self.store.declare(msg.dataset_id, decision, clock.get().now(),
                                                           lease_until=time.time() + self.lease_s):
                 return outcome + "nudge-ignored"
             return outcome + self._publish_declaration(msg.dataset_id, view.deadline_at)
@@ -112,7 +112,8 @@ class Observer:
             send(self.resources.observer_queue_url, [(Tick(msg.dataset_id, msg.tick + 1), delay)])
             advanced = self.store.advance(msg.dataset_id, msg.tick, decision, now)
             return outcome + ("advanced" if advanced else "stale")
-        if not self.store.declare(msg.dataset_id, decision, now, tick=msg.tick,
+        # Stamped now, after every read the decision rests on (`now` above is from before the last of them)
+        if not self.store.declare(msg.dataset_id, decision, clock.get().now(), tick=msg.tick,
                                   lease_until=time.time() + self.lease_s):
             return outcome + "stale"
         return outcome + self._publish_declaration(msg.dataset_id, view.deadline_at)

@@ -264,14 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("fetch", help="download a dataset in parallel, with retries and a per-object report")
-    p.add_argument("dataset", help="dataset id (prefix <data_prefix>dataset=<id>/), or anything with --prefix")
+    p.add_argument("dataset", help="dataset id (its prefix from the dataset rules), or anything with --prefix")
     p.add_argument("--to", required=True, help="directory to write into (files appear whole or not at all)")
     p.add_argument("--bucket", help="default: $STREAMWATCH_RES_BUCKET")
     p.add_argument("--prefix", help="read this prefix instead of the dataset's")
     p.add_argument("--concurrency", type=int, help="requests in flight: objects, or ranges of large ones (default 64)")
     p.add_argument("--processes", type=int, help=argparse.SUPPRESS)  # former multi-process reader; ignored
     p.add_argument("--max-attempts", type=int, default=5)
-    p.add_argument("--endpoint-url", help="another S3 endpoint (default: AWS_ENDPOINT_URL or AWS)")
+    p.add_argument("--endpoint-url", help="another S3 endpoint (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL or AWS)")
     p.add_argument("--json", action="store_true", help="last line: the report as one JSON object")
     p.set_defaults(func=cmd_fetch)
     return parser
