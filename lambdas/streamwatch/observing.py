@@ -24,7 +24,7 @@ import time
 from dataclasses import replace
 
 from streamwatch import aws, clock, events
-from streamwatch.counting import MONITOR_TIMEOUT_S
+from streamwatch.counting import notification_visibility_s
 from streamwatch.policy import Decision, Policy, complete_now, decide
 from streamwatch.rules import RuleError
 from streamwatch.settings import SQS_MAX_DELAY_S, Resources, Settings
@@ -33,6 +33,7 @@ from streamwatch.ticks import Tick, send
 
 log = logging.getLogger(__name__)
 OBSERVER_TIMEOUT_S = 30  # the Lambda's timeout: past it, an invocation that declared but did not publish died
+OBSERVER_VISIBILITY_S = 6 * OBSERVER_TIMEOUT_S  # its queue's visibility timeout (AWS: >= 6x the function timeout)
 
 
 class MissingState(RuntimeError):
@@ -154,8 +155,8 @@ class Observer:
         if not waiting and not in_flight:
             return 0.0
         now = clock.get().now()
-        visibility = 6 * MONITOR_TIMEOUT_S + self.settings.monitor_batch_window_s  # the queue's, as the construct sets
-        ages = [now - oldest for oldest in self.store.batches_in_flight(now - clock.get().wall_duration(visibility))]
+        visibility = clock.get().wall_duration(notification_visibility_s(self.settings))
+        ages = [now - oldest for oldest in self.store.batches_in_flight(now - visibility)]
         if waiting or not ages:
             lag = self.store.get_lag()
             if lag is None:

@@ -28,10 +28,10 @@ from streamwatch.cdk.bundling import dependency_layer_code, producer_code
 from streamwatch.cdk.nag import acknowledge
 from streamwatch.cdk.operations import Operations
 from streamwatch.cdk.parts import RUNTIME, QueueWithDlq, StreamwatchFunction
-from streamwatch.counting import MONITOR_TIMEOUT_S
+from streamwatch.counting import MONITOR_TIMEOUT_S, notification_visibility_s
 from streamwatch.events import DETAIL_TYPES, READY, SOURCE
 from streamwatch.manifest import MANIFEST, SUCCESS
-from streamwatch.observing import OBSERVER_TIMEOUT_S
+from streamwatch.observing import OBSERVER_TIMEOUT_S, OBSERVER_VISIBILITY_S
 from streamwatch.s3_events import object_created_pattern, watched_prefixes
 from streamwatch.settings import Resources, Settings, SettingsError
 from streamwatch.store import LIST_INDEX, LIST_PK, LIST_SK, PK, SK, TTL_ATTRIBUTE
@@ -102,11 +102,10 @@ class Streamwatch(Construct):
         self.event_bus = event_bus or events.EventBus(self, "Bus")
 
         # --- queues ---------------------------------------------------------------------------------------
-        # AWS: visibility >= 6x the function timeout plus the batching window, or batches get re-run mid-flight.
         self.notifications = QueueWithDlq(self, "Notifications", visibility_timeout=Duration.seconds(
-            6 * MONITOR_TIMEOUT_S + settings.monitor_batch_window_s))
+            notification_visibility_s(settings)))
         self.observer_queues = QueueWithDlq(self, "ObserverQueue",
-                                            visibility_timeout=Duration.seconds(6 * OBSERVER_TIMEOUT_S))
+                                            visibility_timeout=Duration.seconds(OBSERVER_VISIBILITY_S))
         self.notification_queue, self.notification_dlq = self.notifications.queue, self.notifications.dlq
         self.observer_queue, self.observer_dlq = self.observer_queues.queue, self.observer_queues.dlq
 

@@ -29,7 +29,7 @@ from cdk_monitoring_constructs import (
 )
 from constructs import Construct
 
-from streamwatch.observing import OBSERVER_TIMEOUT_S
+from streamwatch.observing import OBSERVER_VISIBILITY_S
 from streamwatch.settings import SQS_MAX_DELAY_S, Settings
 
 GT = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
@@ -49,10 +49,10 @@ def alarm_thresholds(settings: Settings) -> dict[str, float]:
     return {
         # beyond half the quiet window, count rules hold back (they subtract the backlog from the quiet they see)
         "notification_age_s": max(120, settings.quiet_s // 2),
-        "observer_message_age_s": SQS_MAX_DELAY_S + 6 * OBSERVER_TIMEOUT_S,
+        "observer_message_age_s": SQS_MAX_DELAY_S + OBSERVER_VISIBILITY_S,
         "data_freshness_s": 2 * settings.buffer_interval_s,
         # every observing chain ticks at least every SQS max delay; a redelivery takes a visibility timeout more
-        "chain_silence_s": SQS_MAX_DELAY_S + 6 * OBSERVER_TIMEOUT_S + 300,
+        "chain_silence_s": SQS_MAX_DELAY_S + OBSERVER_VISIBILITY_S + 300,
         "delivery_success_min": 1,
     }
 
