@@ -3,11 +3,13 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+VENV_CHECKOV := .venv-checkov
+TEMPLATES := cdk.out/Streamwatch.template.json cdk.out/existing/OrdersPipeline.template.json
 PYTEST := $(BIN)/python -m pytest -n 2
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup synth lint test test-unit test-handlers test-infra test-e2e demo bench dist clean
+.PHONY: setup checkov synth lint test test-unit test-handlers test-infra test-e2e demo bench dist clean
 
 setup: .setup-stamp ## venv with pinned requirements, the streamwatch command, and the pinned CDK CLI
 
@@ -18,12 +20,23 @@ setup: .setup-stamp ## venv with pinned requirements, the streamwatch command, a
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-synth: setup ## cdk.out/Streamwatch.template.json, through cdk-nag (findings fail synth)
-	npx cdk synth --quiet
+checkov: .checkov-stamp ## checkov in its own venv (.venv-checkov): its dependencies clash with constraints.txt
 
-lint: synth ## ruff on the code, cfn-lint on the synthesized template
+.checkov-stamp: requirements-checkov.txt
+	rm -rf $(VENV_CHECKOV)
+	$(PYTHON) -m venv $(VENV_CHECKOV)
+	$(VENV_CHECKOV)/bin/pip install -q --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+synth: setup ## the example app (cdk.out/) and examples/existing_pipeline (cdk.out/existing/), through cdk-nag (findings fail synth)
+	npx cdk synth --quiet
+	cd examples/existing_pipeline && CDK_OUTDIR=$(CURDIR)/cdk.out/existing PYTHONPATH=$(CURDIR)/lambdas \
+		$(CURDIR)/$(BIN)/python app.py
+
+lint: synth checkov ## ruff on the code; cfn-lint, then checkov (.checkov.yaml), on both synthesized templates
 	$(BIN)/ruff check .
-	$(BIN)/cfn-lint -- cdk.out/*.template.json
+	$(BIN)/cfn-lint -- $(TEMPLATES)
+	CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(VENV_CHECKOV)/bin/checkov --config-file .checkov.yaml $(addprefix -f ,$(TEMPLATES))
 
 test: lint ## everything CI runs
 	$(PYTEST)
