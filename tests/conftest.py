@@ -55,6 +55,8 @@ def moto_env(monkeypatch):
     def build(settings: Settings | None = None, notifications: str = "s3"):
         settings = settings or Settings()
         local = infra.create(settings, notifications=notifications)
+        for name in Settings.env_names():  # the environment carries only what differs from the defaults
+            monkeypatch.delenv(name, raising=False)
         for k, v in {**settings.to_env(), **local.resources.to_env(),
                      "STREAMWATCH_QUEUES": json.dumps(local.queues)}.items():
             monkeypatch.setenv(k, v)

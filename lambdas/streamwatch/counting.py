@@ -31,13 +31,6 @@ from streamwatch.ticks import Tick, send
 
 log = logging.getLogger(__name__)
 READ_THREADS = 16
-MONITOR_TIMEOUT_S = 60  # the monitor Lambda's timeout (the construct sets it; the backlog check reasons with it)
-
-
-def notification_visibility_s(settings: Settings) -> int:
-    """The notifications queue's visibility timeout. AWS: >= 6x the function timeout plus the batching window, or
-    batches get re-run mid-flight. The construct sets it; the backlog check knows how long a dead batch hides."""
-    return 6 * MONITOR_TIMEOUT_S + settings.monitor_batch_window_s
 
 
 @dataclass(frozen=True)

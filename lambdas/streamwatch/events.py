@@ -14,6 +14,8 @@ import logging
 import time
 from datetime import UTC, datetime
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from streamwatch import aws
 from streamwatch.policy import Policy
 from streamwatch.rules import RuleError, RuleSet
@@ -95,7 +97,10 @@ def publish(bus: str, detail_type: str, body: dict, *, attempts: int = 5) -> Non
     client = aws.client("events")
     entry = {"Source": SOURCE, "DetailType": detail_type, "Detail": json.dumps(body), "EventBusName": bus}
     for attempt in range(attempts):
-        response = client.put_events(Entries=[entry])
+        try:
+            response = client.put_events(Entries=[entry])
+        except (ClientError, BotoCoreError) as exc:  # after botocore's own retries: throttled, denied, unreachable
+            raise PublishError(f"{detail_type} for {body.get('dataset_id')} not published: {exc}") from exc
         if not response.get("FailedEntryCount"):
             return
         error = response["Entries"][0].get("ErrorCode")

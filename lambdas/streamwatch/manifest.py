@@ -10,9 +10,7 @@ import json
 from datetime import UTC, datetime
 
 from streamwatch.reader import DatasetReader, LineCountSink, ObjectInfo
-from streamwatch.rules import is_marker
-
-MANIFEST, SUCCESS = "_manifest.json", "_SUCCESS"
+from streamwatch.rules import MANIFEST, SUCCESS, is_marker
 
 
 class IncompleteRead(RuntimeError):

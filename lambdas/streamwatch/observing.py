@@ -24,7 +24,7 @@ import time
 from dataclasses import replace
 
 from streamwatch import aws, clock, events
-from streamwatch.counting import notification_visibility_s
+from streamwatch.limits import OBSERVER_TIMEOUT_S, notification_visibility_s
 from streamwatch.policy import Decision, Policy, complete_now, decide
 from streamwatch.rules import RuleError
 from streamwatch.settings import SQS_MAX_DELAY_S, Resources, Settings
@@ -32,8 +32,6 @@ from streamwatch.store import DECLARED, FAILED, OBSERVING, State, Store
 from streamwatch.ticks import Tick, send
 
 log = logging.getLogger(__name__)
-OBSERVER_TIMEOUT_S = 30  # the Lambda's timeout: past it, an invocation that declared but did not publish died
-OBSERVER_VISIBILITY_S = 6 * OBSERVER_TIMEOUT_S  # its queue's visibility timeout (AWS: >= 6x the function timeout)
 
 
 class MissingState(RuntimeError):

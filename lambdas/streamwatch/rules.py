@@ -49,6 +49,9 @@ def valid_dataset_id(dataset_id: object) -> bool:
     return isinstance(dataset_id, str) and bool(DATASET_ID_RE.match(dataset_id))
 
 
+MANIFEST, SUCCESS = "_manifest.json", "_SUCCESS"  # the example consumer's markers (what its role may write)
+
+
 def is_marker(key: str) -> bool:
     """Files whose name starts with `_` are not data: `_SUCCESS`, `_manifest.json` (Hadoop's convention)."""
     return key.rsplit("/", 1)[-1].startswith("_")

@@ -19,6 +19,44 @@ from urllib.parse import unquote_plus
 from streamwatch.rules import RuleSet
 
 OBJECT_CREATED = "Object Created"
+# S3 writes keys URL-encoded in notifications ("red flower.jpg" -> "red+flower.jpg", S3 User Guide "Event message
+# structure"), and a notification filter's prefix or suffix must be written the same way: a space as `+`, any other
+# special character percent-encoded (S3 User Guide, "Configuring event notifications using object key name
+# filtering"). AWS does not list which characters S3 leaves alone, so a filter value holds only those that every
+# form encoding leaves alone: with them the encoded and the raw value are one string.
+FORM_UNENCODED = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_.*")
+FILTER_SAFE = frozenset(FORM_UNENCODED - {"*"} | {"/"})  # "*" is no wildcard in a filter, and S3 refuses it
+
+
+def s3_url_encode(key: str) -> str:
+    """A key as S3 writes it in a notification: form encoding (a space as `+`), `/` kept. The local run matches
+    notification filters on this, as S3 does; moto matches the raw key."""
+    out = []
+    for char in key:
+        if char in FORM_UNENCODED or char == "/":
+            out.append(char)
+        elif char == " ":
+            out.append("+")
+        else:
+            out.extend(f"%{b:02X}" for b in char.encode("utf-8"))
+    return "".join(out)
+
+
+def filter_prefix(prefix: str) -> str:
+    """The S3 notification filter for a watched prefix: cut at the last `/` before its first character that S3
+    would encode (`data/dataset=` -> `data/`), so the value means the same encoded or not. The monitor skips the
+    keys under it that no rule owns."""
+    for i, char in enumerate(prefix):
+        if char not in FILTER_SAFE:
+            return prefix[: prefix.rfind("/", 0, i) + 1]
+    return prefix
+
+
+def notification_filters(prefixes: list[str]) -> list[str]:
+    """The fewest filter prefixes covering the watched ones (S3 refuses overlapping filters); `""` alone is the
+    whole bucket. EventBridge patterns match the raw key: `object_created_pattern` keeps the prefixes as they are."""
+    cut = sorted({filter_prefix(p) for p in prefixes})
+    return [p for p in cut if not any(q != p and p.startswith(q) for q in cut)]
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,9 @@ ENV_PREFIX = "STREAMWATCH_"
 RESOURCE_ENV_PREFIX = "STREAMWATCH_RES_"
 OTHER_ENV = ("STREAMWATCH_PUBLISH_LEASE_S", "STREAMWATCH_LOG_LEVEL", "STREAMWATCH_QUEUES",  # handlers, local run,
              "STREAMWATCH_STACK")  # and the client
+# Settings only the construct reads (a webhook URL often embeds a credential): never in a function's environment
+# or in the stack's Settings output
+SYNTH_ONLY = ("callback_url",)
 SQS_MAX_DELAY_S = 900  # SQS DelaySeconds: 0..900; the one definition (policy and clock import it)
 WEEK_S = 7 * 86_400
 
@@ -225,6 +228,10 @@ class Settings:
                                  if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX):].lower() in names})
 
     @classmethod
+    def env_names(cls) -> list[str]:
+        return [f"{ENV_PREFIX}{name.upper()}" for name in cls.names()]
+
+    @classmethod
     def unknown_env(cls, environ: Mapping[str, str]) -> list[str]:
         """Warnings for STREAMWATCH_* variables that are not settings (logged at cold start)."""
         names, out = cls.names(), []
@@ -236,14 +243,17 @@ class Settings:
         return out
 
     def to_env(self) -> dict[str, str]:
-        """The Lambda environment: every setting, so a handler sees exactly what the stack was built with."""
-        return {f"{ENV_PREFIX}{k.upper()}": _text(v) for k, v in asdict(self).items()}
+        """The Lambda environment: the settings that differ from the defaults (the handlers' code has the same
+        defaults, so they see exactly what the stack was built with, and Lambda's 4 KB for all of a function's
+        variables goes to what was changed), never the synth-only ones."""
+        return {f"{ENV_PREFIX}{k.upper()}": _text(v) for k, v in self.changed().items()}
 
     def changed(self) -> dict[str, Any]:
-        """Only the settings that differ from the defaults (what a stack output carries to clients)."""
+        """Only the settings that differ from the defaults, synth-only ones left out (what a function's
+        environment and a stack output carry)."""
         default = Settings()
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()
-                if v != getattr(default, k)}
+                if v != getattr(default, k) and k not in SYNTH_ONLY}
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)

@@ -276,3 +276,41 @@ def test_registered_after_the_first_object_the_dataset_switches_to_records_at_on
     assert [e["detail"]["mode"] for e in ready] == ["records"]
     declared = datetime.fromisoformat(ready[0]["detail"]["declared_at"].replace("Z", "+00:00")).timestamp()
     assert declared - T0 < 60
+
+
+def test_a_putevents_client_error_is_counted_as_not_published_and_retried(moto_env, context, fake_clock,
+                                                                         monkeypatch, capsys):
+    # Given a declaration whose PutEvents fails with botocore's errors (not ConnectionError): AccessDenied, say
+    from botocore.exceptions import ClientError, EndpointConnectionError
+    settings, local = moto_env(Settings(mode="stability", min_quiet_s=300, buffer_interval_s=300))
+    monkeypatch.setenv("STREAMWATCH_PUBLISH_LEASE_S", "1")
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    land(local, context, "d1", ["a"], at=T0)
+    errors = [ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "PutEvents"),
+              EndpointConnectionError(endpoint_url="https://events.us-east-1.amazonaws.com")]
+    client = events.aws.client("events")
+    real_put = client.put_events
+
+    def failing_put(**kwargs):
+        if errors:
+            raise errors.pop(0)
+        return real_put(**kwargs)
+    monkeypatch.setattr(client, "put_events", failing_put)
+    wall = [time.time()]  # the publish lease is wall time: each round comes after the last one's lease
+    monkeypatch.setattr("streamwatch.observing.time.time", lambda: wall[0])
+    fake_clock.t = T0 + 1
+    failures = 0
+    for _ in range(200):
+        messages = drain(local.resources.observer_queue_url)
+        if not messages:
+            break
+        for m in messages:
+            if not deliver(m["Body"], context, message_id=m["MessageId"]):
+                failures += 1  # SQS hands the failed message out again after its visibility timeout
+                boto3.client("sqs").send_message(QueueUrl=local.resources.observer_queue_url, MessageBody=m["Body"])
+        fake_clock.t += 60
+        wall[0] += 120
+    # Then each failure was the EventsNotPublished metric and a retried message, and one Ready came in the end
+    assert not errors and failures >= 1
+    assert capsys.readouterr().out.count('"EventsNotPublished":[') == failures == 2  # one EMF value each
+    assert [e["detail-type"] for e in published(local)] == ["Dataset Ready"]

@@ -26,7 +26,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # .../streamwatch
 LAMBDA_REQUIREMENTS = Path(__file__).resolve().parent / "lambda-requirements.txt"
 LAMBDA_PLATFORM, LAMBDA_PYTHON = "manylinux2014_x86_64", "3.14"
 # never in the Lambda asset: what only synth, the local run and the command line use
-NOT_RUNTIME = ["cdk", "local", "cli", "status.py", "__main__.py", "__pycache__", "*.pyc", "*.egg-info"]
+NOT_RUNTIME = ["cdk", "local", "cli", "status.py", "simulate.py", "__main__.py", "__pycache__", "*.pyc", "*.egg-info"]
 CACHE = Path(os.environ.get("STREAMWATCH_BUILD_CACHE", Path.home() / ".cache" / "streamwatch"))
 
 

@@ -15,8 +15,11 @@ from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesisfirehose as firehose
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
@@ -27,12 +30,11 @@ from constructs import Construct
 from streamwatch.cdk.bundling import dependency_layer_code, producer_code
 from streamwatch.cdk.nag import acknowledge
 from streamwatch.cdk.operations import Operations
-from streamwatch.cdk.parts import RUNTIME, QueueWithDlq, StreamwatchFunction
-from streamwatch.counting import MONITOR_TIMEOUT_S, notification_visibility_s
+from streamwatch.cdk.parts import ARCHITECTURE, RUNTIME, QueueWithDlq, StreamwatchFunction
 from streamwatch.events import DETAIL_TYPES, READY, SOURCE
-from streamwatch.manifest import MANIFEST, SUCCESS
-from streamwatch.observing import OBSERVER_TIMEOUT_S, OBSERVER_VISIBILITY_S
-from streamwatch.s3_events import object_created_pattern, watched_prefixes
+from streamwatch.limits import DEPENDENCY_LAYER, FUNCTIONS, OBSERVER_VISIBILITY_S, notification_visibility_s
+from streamwatch.rules import MANIFEST, SUCCESS
+from streamwatch.s3_events import notification_filters, object_created_pattern, watched_prefixes
 from streamwatch.settings import Resources, Settings, SettingsError
 from streamwatch.store import LIST_INDEX, LIST_PK, LIST_SK, PK, SK, TTL_ATTRIBUTE
 
@@ -44,6 +46,11 @@ MAX_OUTPUT_CHARS = 4000  # a CloudFormation output value holds at most 4 KB
 
 class StreamwatchPropsError(ValueError):
     """Props that contradict each other (an existing resource and props for a new one, ...)."""
+
+
+def _other_stack(resource, scope) -> bool:
+    """A resource of another stack of the same app (not an import into this one)."""
+    return Stack.of(resource) is not Stack.of(scope)
 
 
 def event_pattern(*detail_types: str) -> events.EventPattern:
@@ -60,13 +67,16 @@ class Streamwatch(Construct):
     otherwise one is created with dynamic partitioning from that rule.
     `event_bus`: where events go (IEventBus); otherwise a new bus.
     `alarm_topic`: where alarms go (ITopic); otherwise a topic is created when `settings.alarm_email` is set.
+    `bucket_key`: the KMS key of a bucket encrypted with SSE-KMS (default: the passed bucket's own
+    `encryption_key`, if it has one): the readers get kms:Decrypt, the writers kms:GenerateDataKey.
     `outputs`: CloudFormation outputs the client and CLI read (`--stack NAME`); one construct per stack then.
     """
 
     def __init__(self, scope: Construct, id: str, *, settings: Settings | None = None,
                  bucket: s3.IBucket | None = None, bucket_props: dict | None = None,
                  delivery_stream: firehose.IDeliveryStream | None = None, event_bus: events.IEventBus | None = None,
-                 alarm_topic: sns.ITopic | None = None, outputs: bool = True) -> None:
+                 alarm_topic: sns.ITopic | None = None, bucket_key: kms.IKey | None = None,
+                 outputs: bool = True) -> None:
         super().__init__(scope, id)
         settings = settings or Settings()
         if bucket is not None and bucket_props is not None:
@@ -78,7 +88,21 @@ class Streamwatch(Construct):
         notifications = settings.notifications
         if notifications == "auto":
             notifications = "eventbridge" if bucket is not None else "s3"
-        pack = created_stream if settings.pack_records is None else settings.pack_records
+        if bucket is not None and notifications == "s3" and _other_stack(bucket, self):
+            raise StreamwatchPropsError(
+                f"notifications='s3' on a bucket of stack {Stack.of(bucket).stack_name!r} makes a dependency cycle "
+                "(its notification configuration would name this stack's queue, which this stack's functions "
+                "read the bucket through): use notifications='eventbridge' (the default for a bucket you pass), "
+                "or create Streamwatch in the bucket's stack")
+        # Firehose de-aggregates records only with dynamic partitioning, which needs a field in the stream's prefix
+        partitions = bool(settings.rules.stream_rule.value_fields)
+        pack = (created_stream and partitions) if settings.pack_records is None else settings.pack_records
+        if pack and created_stream and not partitions:
+            raise SettingsError(
+                f"setting pack_records=True needs a stream that de-aggregates records, and Firehose de-aggregates "
+                f"only with dynamic partitioning, which needs a field in the first dataset rule's pattern "
+                f"({settings.rules.stream_rule.pattern!r} has only time fields): set pack_records=False, or put a "
+                "rule with a field first (e.g. 'logs/{source}/{yyyy}/{MM}/{dd}/{HH}/')")
         self.settings = settings = replace(settings, pack_records=pack, notifications=notifications)
         self._rule_ids = itertools.count(1)
         self.service_name = self.node.path  # Powertools' `service` metric dimension: one per deployment
@@ -89,6 +113,12 @@ class Streamwatch(Construct):
             "encryption": s3.BucketEncryption.S3_MANAGED, "versioned": False,
             "object_ownership": s3.ObjectOwnership.BUCKET_OWNER_ENFORCED, "removal_policy": RemovalPolicy.RETAIN,
             **(bucket_props or {})})
+        self.bucket_key = bucket_key or self.bucket.encryption_key
+        # A bucket of another stack: its own handle turns its EventBridge delivery on (in its stack); every grant and
+        # name here goes through exports named by this construct, so the references are known at construct time
+        self._owner_bucket = self.bucket
+        if bucket is not None and _other_stack(bucket, self):
+            self.bucket = self._shared_bucket(bucket)
         self.table = dynamodb.Table(
             self, "State", partition_key=dynamodb.Attribute(name=PK, type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name=SK, type=dynamodb.AttributeType.STRING),
@@ -110,6 +140,7 @@ class Streamwatch(Construct):
         self.observer_queue, self.observer_dlq = self.observer_queues.queue, self.observer_queues.dlq
 
         # --- ingest ---------------------------------------------------------------------------------------
+        self.dynamic_partitioning = False  # only a stream of ours is known to partition (and so to hit its quota)
         self.delivery_stream = delivery_stream or self._stream(settings)
         resources = Resources(table=self.table.table_name, bucket=self.bucket.bucket_name,
                               stream=self.delivery_stream.delivery_stream_name,
@@ -119,16 +150,15 @@ class Streamwatch(Construct):
         self.resources = resources
         self.dependencies = lambda_.LayerVersion(
             self, "Dependencies", code=dependency_layer_code(), compatible_runtimes=[RUNTIME],
-            compatible_architectures=[lambda_.Architecture.X86_64],
+            compatible_architectures=[ARCHITECTURE],
             description="streamwatch's third-party wheels (obstore) for the Lambda platform")
+        self._layers = {DEPENDENCY_LAYER: self.dependencies}
         self._producers(settings, resources)
 
         # --- counting -------------------------------------------------------------------------------------
         self.watched_prefixes = watched_prefixes(settings.rules, settings.error_prefix)
         self._object_events(notifications)
-        self.monitor = self._function("Monitor", handler="monitor", settings=settings,
-                                           resources=resources, timeout_s=MONITOR_TIMEOUT_S,
-                                           layers=[self.dependencies]).function
+        self.monitor = self._function("Monitor", settings=settings, resources=resources).function
         self.monitor.add_event_source(sources.SqsEventSource(
             self.notification_queue, batch_size=settings.monitor_batch_size,
             max_batching_window=(Duration.seconds(settings.monitor_batch_window_s)
@@ -137,15 +167,16 @@ class Streamwatch(Construct):
         self.table.grant_read_write_data(self.monitor)
         for prefix in self.watched_prefixes:  # reads objects to find records, and the error output
             self.bucket.grant_read(self.monitor, f"{prefix}*")
+        if self.bucket_key is not None:
+            self.bucket_key.grant_decrypt(self.monitor)
         self.observer_queue.grant_send_messages(self.monitor)  # first object starts the chain; nudges
         self.notification_queue.grant_consume_messages(self.monitor)
 
         # --- observing ------------------------------------------------------------------------------------
         # AWS stops a Lambda -> SQS -> same Lambda chain after ~16 hops unless allowed; our own guard is the
         # hard cap (max_observation_s -> Dataset Stalled), enforced by the policy.
-        self.observer = self._function("Observer", handler="observer", settings=settings,
-                                            resources=resources, timeout_s=OBSERVER_TIMEOUT_S,
-                                            recursive_loop=lambda_.RecursiveLoop.ALLOW).function
+        self.observer = self._function("Observer", settings=settings, resources=resources,
+                                       recursive_loop=lambda_.RecursiveLoop.ALLOW).function
         self.observer.add_event_source(sources.SqsEventSource(self.observer_queue, batch_size=10,
                                                               report_batch_item_failures=True))
         self.table.grant_read_write_data(self.observer)
@@ -166,13 +197,52 @@ class Streamwatch(Construct):
         if settings.alarms and alarm_topic is None and settings.alarm_email:
             self.alarm_topic = sns.Topic(self, "Alarms", enforce_ssl=True)
             self.alarm_topic.add_subscription(cdk.aws_sns_subscriptions.EmailSubscription(settings.alarm_email))
+        if settings.alarms:
+            self._alarm_destination()
         self.operations = Operations(self, "Operations", watch=self, settings=settings) if settings.alarms else None
         if outputs:
             self._outputs()
         acknowledge(self)
 
     def _function(self, id: str, **kwargs) -> StreamwatchFunction:
-        return StreamwatchFunction(self, id, service=self.service_name, **kwargs)
+        """One of `limits.FUNCTIONS`: its handler, timeout, memory and layers come from there."""
+        spec = FUNCTIONS[id]
+        return StreamwatchFunction(self, id, service=self.service_name, handler=spec.handler,
+                                   timeout_s=spec.timeout_s, memory_mb=spec.memory_mb,
+                                   layers=[self._layers[name] for name in spec.layers], **kwargs)
+
+    def _shared_bucket(self, bucket: s3.IBucket) -> s3.IBucket:
+        owner, prefix = Stack.of(bucket), f"{Stack.of(self).stack_name}-{self.node.addr[:10]}"
+        return s3.Bucket.from_bucket_attributes(
+            self, "SharedBucket", bucket_arn=owner.export_value(bucket.bucket_arn, name=f"{prefix}-BucketArn"),
+            bucket_name=owner.export_value(bucket.bucket_name, name=f"{prefix}-BucketName"))
+
+    def _failures(self, id: str) -> QueueWithDlq:
+        """Where a function invoked asynchronously (by an EventBridge rule) puts an event it failed on: Lambda
+        retries twice and then drops it unless the function has an on-failure destination."""
+        return QueueWithDlq(self, id, visibility_timeout=Duration.seconds(30))
+
+    def _alarm_destination(self) -> None:
+        """A topic policy replaces SNS's default one, so CloudWatch must be allowed to publish, for this account's
+        alarms only (CloudWatch User Guide: alarms and SNS topic access policies, confused deputy)."""
+        if self.alarm_topic is None:
+            cdk.Annotations.of(self).add_warning_v2(
+                "streamwatch:no-alarm-destination",
+                "streamwatch's alarms notify no one: set the setting alarm_email (a topic is created and the address "
+                "subscribed) or pass alarm_topic= (a topic of yours)")
+            return
+        stack = Stack.of(self)
+        added = self.alarm_topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="CloudWatchAlarmsPublish", principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["sns:Publish"], resources=[self.alarm_topic.topic_arn],
+            conditions={"ArnLike": {"aws:SourceArn": f"arn:{stack.partition}:cloudwatch:{stack.region}:"
+                                                      f"{stack.account}:alarm:*"},
+                        "StringEquals": {"aws:SourceAccount": stack.account}}))
+        if not added.statement_added:
+            cdk.Annotations.of(self).add_warning_v2(
+                "streamwatch:alarm-topic-policy",
+                "alarm_topic is imported: its topic policy must let cloudwatch.amazonaws.com sns:Publish "
+                "(docs/operations.md has the statement)")
 
     # --- ingest --------------------------------------------------------------------------------------------
     def _stream(self, settings: Settings) -> firehose.DeliveryStream:
@@ -187,12 +257,13 @@ class Streamwatch(Construct):
             processors.append(firehose.MetadataExtractionProcessor.jq16(rule.jq_query()))
         processors.append(firehose.AppendDelimiterToRecordProcessor())
         error_prefix = (settings.error_prefix or "errors/") + ERROR_OUTPUT
-        destination = firehose.S3Bucket(
+        destination = firehose.S3Bucket(  # with a KMS key, Firehose's role may encrypt with it (GenerateDataKey)
             self.bucket, data_output_prefix=rule.firehose_prefix(), error_output_prefix=error_prefix,
             buffering_interval=Duration.seconds(settings.buffer_interval_s),
             buffering_size=cdk.Size.mebibytes(settings.buffer_size_mib),
             dynamic_partitioning=firehose.DynamicPartitioningProps(enabled=True) if partitioned else None,
-            processors=processors)
+            processors=processors, encryption_key=self.bucket_key)
+        self.dynamic_partitioning = partitioned
         return firehose.DeliveryStream(self, "Stream", destination=destination,
                                        encryption=firehose.StreamEncryption.aws_owned_key())
 
@@ -200,14 +271,18 @@ class Streamwatch(Construct):
         """Producers may only put to the stream, write their report items and nudge the observer. The run
         starter registers a dataset and fans out to producers; it never writes to Firehose itself."""
         code = producer_code(settings.producer_code_dir) if settings.producer_code_dir else None
-        self.producer = self._function("Producer", handler="producer", settings=settings,
-                                            resources=resources, timeout_s=900, memory_mb=1024, code=code).function
+        # the starter invokes producers asynchronously: a producer that fails has reported failed (its dataset
+        # fails); Lambda must not run it again, and the event is kept, with an alarm
+        self.producer_failures = self._failures("ProducerFailed")
+        self.producer = self._function("Producer", settings=settings, resources=resources, code=code,
+                                       retry_attempts=0,
+                                       on_failure=destinations.SqsDestination(self.producer_failures.queue)).function
         self.delivery_stream.grant_put_records(self.producer)
         self.table.grant(self.producer, *TABLE_REPORTS)
         self.observer_queue.grant_send_messages(self.producer)
         self.starter = self._function(
-            "Starter", handler="producer", settings=settings,
-            resources=replace(resources, producer_function=self.producer.function_name), timeout_s=60).function
+            "Starter", settings=settings,
+            resources=replace(resources, producer_function=self.producer.function_name)).function
         self.table.grant(self.starter, *TABLE_REPORTS)
         self.observer_queue.grant_send_messages(self.starter)
         self.producer.grant_invoke(self.starter)
@@ -216,13 +291,13 @@ class Streamwatch(Construct):
         """S3 notifications for a bucket of ours; EventBridge for yours (a bucket has one notification
         configuration, which its owner may already use)."""
         if notifications == "s3":
-            for prefix in self.watched_prefixes:
+            for prefix in notification_filters(self.watched_prefixes):  # S3 matches filters on the encoded key
                 filters = [s3.NotificationKeyFilter(prefix=prefix)] if prefix else []
                 self.bucket.add_event_notification(s3.EventType.OBJECT_CREATED,
                                                    s3n.SqsDestination(self.notification_queue), *filters)
             self.object_events_rule = None
             return
-        self.bucket.enable_event_bridge_notification()
+        self._owner_bucket.enable_event_bridge_notification()
         pattern = object_created_pattern(self.bucket.bucket_name, self.watched_prefixes)
         self.object_events_rule = events.Rule(
             self, "ObjectCreated", description="New objects under the watched prefixes -> the monitor",
@@ -233,12 +308,14 @@ class Streamwatch(Construct):
 
     # --- scheduled work ------------------------------------------------------------------------------------
     def _scheduler(self, settings: Settings, resources: Resources) -> lambda_.IFunction | None:
+        self.scheduler_failures = None
         windows = sorted({r.window_s for r in settings.rules.rules
                           if r.window_s and settings.for_rule(r).emit_empty})
         if not windows and not settings.alarms:
             return None
-        fn = self._function("Scheduler", handler="scheduler", settings=settings, resources=resources,
-                                 timeout_s=120).function
+        self.scheduler_failures = self._failures("SchedulerFailed")
+        fn = self._function("Scheduler", settings=settings, resources=resources, retry_attempts=2,
+                            on_failure=destinations.SqsDestination(self.scheduler_failures.queue)).function
         self.table.grant_read_write_data(fn)
         self.observer_queue.grant_send_messages(fn)
         for window_s in windows:  # open every window when it ends, empty ones included
@@ -281,13 +358,18 @@ class Streamwatch(Construct):
 
     def _example_consumer(self, settings: Settings, resources: Resources):
         """A rule on Dataset Ready -> the consumer Lambda (manifest + _SUCCESS), retries and a DLQ."""
-        fn = self._function("Consumer", handler="consumer", settings=settings, resources=resources,
-                                 timeout_s=900, memory_mb=1769, layers=[self.dependencies]).function
+        # One failure queue for both ways a Ready can fail to reach it: EventBridge could not invoke it (the
+        # target's DLQ), or it ran and failed three times (Lambda's on-failure destination for async invocations)
+        dlq = self._failures("ConsumerFailed")
+        fn = self._function("Consumer", settings=settings, resources=resources, retry_attempts=2,
+                            max_event_age=Duration.hours(6),
+                            on_failure=destinations.SqsDestination(dlq.queue)).function
         for prefix in settings.rules.watched_prefixes:
             self.bucket.grant_read(fn, f"{prefix}*")
             for name in (MANIFEST, SUCCESS):  # it writes only its two marker files, never data
                 self.bucket.grant_put(fn, f"{prefix}*/{name}")
-        dlq = QueueWithDlq(self, "ConsumerFailed", visibility_timeout=Duration.seconds(30))
+        if self.bucket_key is not None:
+            self.bucket_key.grant_encrypt_decrypt(fn)  # reads the data, writes the markers
         self.on_event(targets.LambdaFunction(fn, dead_letter_queue=dlq.queue, retry_attempts=4,
                                              max_event_age=Duration.hours(6)), READY)
         return fn, dlq.queue
@@ -301,6 +383,9 @@ class Streamwatch(Construct):
             queues["consumer"] = {"dlq": self.consumer_dlq.queue_url}
         if self.webhook_dlq is not None:
             queues["webhook"] = {"dlq": self.webhook_dlq.queue_url}
+        if self.scheduler is not None:
+            queues["scheduler"] = {"dlq": self.scheduler_failures.queue.queue_url}
+        queues["producer"] = {"dlq": self.producer_failures.queue.queue_url}
         settings_json = stack.to_json_string(self.settings.changed())
         if len(str(self.settings.changed())) > MAX_OUTPUT_CHARS:
             raise SettingsError("the settings are too large for the stack's Settings output (4 KB): fewer or "

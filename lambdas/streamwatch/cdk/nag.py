@@ -12,7 +12,7 @@ import aws_cdk as cdk
 from aws_cdk import Stack
 from cdk_nag import AwsSolutionsChecks
 
-from streamwatch.manifest import MANIFEST, SUCCESS
+from streamwatch.rules import MANIFEST, SUCCESS
 
 BASIC_EXECUTION_ROLE = "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 S3_GRANT_ACTIONS = ("s3:GetBucket*", "s3:GetObject*", "s3:List*", "s3:Abort*", "s3:DeleteObject*")
@@ -33,6 +33,8 @@ def render(value) -> str:
         if "Fn::GetAtt" in value:
             logical, attribute = value["Fn::GetAtt"]
             return f"<{logical}.{attribute}>"
+        if "Fn::ImportValue" in value:  # a bucket of another stack, through the construct's own export
+            return render(value["Fn::ImportValue"])
         if "Fn::Join" in value:
             separator, parts = value["Fn::Join"]
             return separator.join(render(p) for p in parts)
@@ -73,7 +75,8 @@ def acknowledge(watch) -> None:
     for finding, reason in reasons.items():
         validations.acknowledge(cdk.Acknowledgment(id=f"AwsSolutions::{finding}", reason=reason))
     # What the construct makes CDK add at the stack's top: acknowledged there, on those nodes only
-    for child in stack.node.children:
+    # (and at the top of the bucket's own stack, when it is another one)
+    for child in {*stack.node.children, *Stack.of(watch._owner_bucket).node.children}:
         if child.node.id.startswith("BucketNotificationsHandler"):  # CDK's own handler for bucket notifications
             cdk.Validations.of(child).acknowledge(cdk.Acknowledgment(
                 id=f"AwsSolutions::AwsSolutions-IAM4[{BASIC_EXECUTION_ROLE}]",

@@ -29,7 +29,7 @@ from cdk_monitoring_constructs import (
 )
 from constructs import Construct
 
-from streamwatch.observing import OBSERVER_VISIBILITY_S
+from streamwatch.limits import OBSERVER_VISIBILITY_S
 from streamwatch.settings import SQS_MAX_DELAY_S, Settings
 
 GT = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
@@ -41,7 +41,15 @@ DOMAIN = {  # the handlers' metrics (Powertools EMF): what each alarm on them me
     "ObserverOverdue": "a dataset passed its deadline without a Ready",
     "ObserverAmended": "objects landed after a dataset was declared (late data)",
     "EventsNotPublished": "an event could not be published to the bus (retried; then the DLQ)",
+    "ErrorOutputRecordsUnattributed": "records in Firehose's error output that name no dataset: some dataset may "
+                                      "be missing records without failing",
 }
+BREACHING, NOT_BREACHING = cloudwatch.TreatMissingData.BREACHING, cloudwatch.TreatMissingData.NOT_BREACHING
+# "delivered but not counted": two consecutive windows this long in which Firehose delivered records and the monitor
+# counted none. One window could end between an object's delivery and its count; two cannot (the second would
+# hold the first's counts), unless counting is broken or the notifications never come.
+UNCOUNTED_WINDOW = Duration.minutes(15)
+HEARTBEAT_PERIOD = Duration.minutes(15)  # at least two 5-minute heartbeats: a missing datapoint means it died
 
 
 def alarm_thresholds(settings: Settings) -> dict[str, float]:
@@ -95,13 +103,14 @@ class Operations(Construct):
             return cloudwatch.Metric(namespace="streamwatch", metric_name=name, statistic="Sum", period=PERIOD,
                                      dimensions_map={"service": service})
 
-        def custom(title: str, *alarms: tuple[cloudwatch.Metric, str, float, cloudwatch.ComparisonOperator, str]):
-            """Metrics the library has no monitor for, with alarms made by the same factory."""
+        def custom(title: str, *alarms: tuple, missing: cloudwatch.TreatMissingData = NOT_BREACHING, **threshold_kw):
+            """Metrics the library has no monitor for, with alarms made by the same factory. Each alarm:
+            (metric, name, threshold, comparison, why)."""
             facade.monitor_custom(alarm_friendly_name=title, human_readable_name=title, metric_groups=[
                 CustomMetricGroup(title=title, metrics=[CustomMetricWithAlarm(
                     metric=metric, alarm_friendly_name=name, add_alarm={"Warning": CustomThreshold(
                         threshold=threshold, comparison_operator=op, additional_description=why,
-                        treat_missing_data_override=cloudwatch.TreatMissingData.NOT_BREACHING)})
+                        treat_missing_data_override=missing, **threshold_kw)})
                     for metric, name, threshold, op, why in alarms])])
 
         # --- ingest -------------------------------------------------------------------------------------------
@@ -115,14 +124,32 @@ class Operations(Construct):
         def firehose(name: str, statistic: str) -> cloudwatch.Metric:
             return cloudwatch.Metric(namespace="AWS/Firehose", metric_name=name, statistic=statistic, period=PERIOD,
                                      dimensions_map={"DeliveryStreamName": stream})
-        custom("FirehoseDelivery",
-               (firehose("DeliveryToS3.DataFreshness", "Maximum"), "DataFreshness", t["data_freshness_s"], GT,
-                "the oldest record not yet in S3 is older than twice the buffer interval: Firehose is falling behind"),
-               (firehose("DeliveryToS3.Success", "Average"), "DeliverySuccess", t["delivery_success_min"], LT,
-                "some deliveries to S3 failed (Firehose retries; see its error logs)"),
-               (firehose("PartitionCountExceeded", "Maximum"), "PartitionCountExceeded", 0, GT,
-                "more datasets open than the stream's active-partition quota: their records go to the error "
-                "output and those datasets fail"))
+        delivery = [
+            (firehose("DeliveryToS3.DataFreshness", "Maximum"), "DataFreshness", t["data_freshness_s"], GT,
+             "the oldest record not yet in S3 is older than twice the buffer interval: Firehose is falling behind"),
+            (firehose("DeliveryToS3.Success", "Average"), "DeliverySuccess", t["delivery_success_min"], LT,
+             "some deliveries to S3 failed (Firehose retries; see its error logs)")]
+        if watch.dynamic_partitioning:  # the metric exists only for a stream with dynamic partitioning
+            delivery.append((firehose("PartitionCountExceeded", "Maximum"), "PartitionCountExceeded", 0, GT,
+                             "more datasets open than the stream's active-partition quota: their records go to the "
+                             "error output and those datasets fail"))
+        custom("FirehoseDelivery", *delivery)
+        # Firehose delivered objects and streamwatch counted none: the notifications do not reach the monitor
+        # (a filter S3 never matches, EventBridge delivery turned off, the bucket's notification configuration
+        # replaced by its owner's IaC)
+        uncounted = cloudwatch.MathExpression(
+            expression="IF(FILL(delivered, 0) > 0 AND FILL(counted, 0) == 0, 1, 0)", period=UNCOUNTED_WINDOW,
+            label="Delivered but not counted", using_metrics={
+                # DeliveryToS3.ObjectCount exists only with dynamic partitioning; Records for every S3 destination
+                "delivered": cloudwatch.Metric(namespace="AWS/Firehose", metric_name="DeliveryToS3.Records",
+                                               statistic="Sum", period=UNCOUNTED_WINDOW,
+                                               dimensions_map={"DeliveryStreamName": stream}),
+                "counted": cloudwatch.Metric(namespace="streamwatch", metric_name="ObjectsCounted", statistic="Sum",
+                                             period=UNCOUNTED_WINDOW, dimensions_map={"service": service})})
+        custom("Counting", (uncounted, "DeliveredNotCounted", 0, GT,
+                            "Firehose delivered records to S3 and streamwatch counted no object for two windows: "
+                            "object notifications are not reaching the monitor (see docs/operations.md)"),
+               evaluation_periods=2, datapoints_to_alarm=2)
 
         # --- count --------------------------------------------------------------------------------------------
         facade.add_large_header("Count: object events and the monitor")
@@ -139,15 +166,18 @@ class Operations(Construct):
                        t["observer_message_age_s"])
         functions((watch.observer, "Observer"), (watch.scheduler, "Scheduler"))
         silence = cloudwatch.Metric(namespace="streamwatch", metric_name="ChainSilenceSeconds", statistic="Maximum",
-                                    period=PERIOD, dimensions_map={"service": service})
+                                    period=HEARTBEAT_PERIOD, dimensions_map={"service": service})
         custom("Heartbeat", (silence, "ChainSilence", t["chain_silence_s"], GT,
-                             "an observed dataset has had no observer tick for longer than a chain ever waits: "
-                             "its chain died; `streamwatch status` shows which"))
+                             "an observed dataset has had no observer tick for longer than a chain ever waits (its "
+                             "chain died; `streamwatch status` shows which), or the heartbeat itself stopped"),
+               missing=BREACHING)  # a dead man's switch: no heartbeat is an alarm
 
         # --- notify -------------------------------------------------------------------------------------------
         facade.add_large_header("Notify: events and downstream")
         custom("Datasets", *((domain(name), name, 0, GT, why) for name, why in DOMAIN.items()))
-        for dlq, name in ((watch.consumer_dlq, "ConsumerFailed"), (watch.webhook_dlq, "WebhookFailed")):
+        scheduler_dlq = watch.scheduler_failures.queue if watch.scheduler_failures is not None else None
+        for dlq, name in ((watch.consumer_dlq, "ConsumerFailed"), (watch.webhook_dlq, "WebhookFailed"),
+                          (scheduler_dlq, "SchedulerFailed"), (watch.producer_failures.queue, "ProducerFailed")):
             if dlq is not None:
                 facade.monitor_sqs_queue(queue=dlq, alarm_friendly_name=name, human_readable_name=name,
                                          add_queue_max_size_alarm={

@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws, Duration, RemovalPolicy, Token
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from streamwatch.cdk.bundling import runtime_code
-from streamwatch.settings import Resources, Settings
+from streamwatch.limits import MAX_RECEIVE_COUNT
+from streamwatch.settings import Resources, Settings, SettingsError
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14  # the newest runtime the managed Powertools layer is published for
+ARCHITECTURE = lambda_.Architecture.X86_64  # the managed layer's and the dependency layer's wheels
 # AWS-managed Powertools layer, version 27 == aws-lambda-powertools 3.23.0 (pinned in requirements-dev.txt so
 # tests run the library the Lambdas run). boto3 comes with the runtime; other wheels with the dependency layer.
 POWERTOOLS_LAYER = "arn:aws:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python314-x86_64:27"
-MAX_RECEIVE_COUNT = 5
+# Lambda quotas: "4 KB" for all of a function's environment variables (keys and values), checked at deploy by
+# CloudFormation; checked here at synth instead, where the message can name the settings that fill it.
+ENV_LIMIT_BYTES = 4096
+# A resource name is a token at synth: count it at the longest value it can resolve to (queue URL: https://sqs.
+# <region>.amazonaws.com/<12-digit account>/<80-char name>; a table name may have 255; a bucket 63; a bus 256)
+TOKEN_BYTES = 256
+
+
+def environment_bytes(env: dict[str, str]) -> int:
+    return sum(len(k.encode()) + (TOKEN_BYTES if Token.is_unresolved(v) else len(str(v).encode()))
+               for k, v in env.items())
+
+
+def check_environment(name: str, env: dict[str, str]) -> None:
+    size = environment_bytes(env)
+    if size > ENV_LIMIT_BYTES:
+        biggest = sorted(((len(v), k) for k, v in env.items() if not Token.is_unresolved(v)), reverse=True)[:3]
+        named = ", ".join(f"{k} ({n} bytes)" for n, k in biggest)
+        raise SettingsError(f"the {name} function's environment would be {size} bytes, over Lambda's 4 KB for all "
+                            f"of a function's variables; the biggest: {named}. Use fewer or shorter dataset rules "
+                            "(shared policy settings instead of per-rule overrides)")
 
 
 class StreamwatchFunction(Construct):
@@ -34,8 +56,9 @@ class StreamwatchFunction(Construct):
         env = {**settings.to_env(), **resources.to_env(),
                "POWERTOOLS_SERVICE_NAME": service, "POWERTOOLS_METRICS_NAMESPACE": "streamwatch",
                "POWERTOOLS_LOG_LEVEL": "INFO"}
+        check_environment(id, env)
         self.function = lambda_.Function(
-            self, "Function", runtime=RUNTIME, architecture=lambda_.Architecture.X86_64,
+            self, "Function", runtime=RUNTIME, architecture=ARCHITECTURE,
             handler=f"streamwatch.handlers.{handler}.handler", code=code or runtime_code(),
             layers=[powertools, *layers], timeout=Duration.seconds(timeout_s), memory_size=memory_mb,
             tracing=lambda_.Tracing.ACTIVE, logging_format=lambda_.LoggingFormat.JSON,

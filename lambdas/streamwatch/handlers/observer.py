@@ -11,7 +11,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from streamwatch.events import PublishError
 from streamwatch.handlers.common import environment, metric_name
-from streamwatch.observing import OBSERVER_TIMEOUT_S, Observer
+from streamwatch.limits import OBSERVER_TIMEOUT_S
+from streamwatch.observing import Observer
 from streamwatch.s3_events import Skip
 from streamwatch.ticks import Tick
 
@@ -36,7 +37,7 @@ def handler(event: dict, context) -> dict:
             return
         try:
             outcome = observer.handle(message)
-        except (PublishError, ConnectionError):  # the message is retried; the alarm says events are stuck
+        except PublishError:  # every PutEvents failure (botocore's errors included); the message is retried
             metrics.add_metric("EventsNotPublished", MetricUnit.Count, 1)
             raise
         logger.info("observed", extra={"dataset_id": message.dataset_id, "tick": message.tick,

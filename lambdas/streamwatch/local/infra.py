@@ -15,11 +15,10 @@ from dataclasses import dataclass
 import boto3
 
 from streamwatch.events import DETAIL_TYPES, SOURCE
-from streamwatch.s3_events import object_created_pattern, watched_prefixes
+from streamwatch.limits import MAX_RECEIVE_COUNT
+from streamwatch.s3_events import notification_filters, object_created_pattern, watched_prefixes
 from streamwatch.settings import Resources, Settings
 from streamwatch.store import LIST_INDEX, LIST_PK, LIST_SK, PK, SK, TTL_ATTRIBUTE
-
-MAX_RECEIVE_COUNT = 5  # as the construct's queues
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ def create(settings: Settings, name: str = "streamwatch", *, visibility: int = 3
         s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"QueueConfigurations": [
             {"QueueArn": _arn(sqs, notification_queue), "Events": ["s3:ObjectCreated:*"],
              **({"Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": p}]}}} if p else {})}
-            for p in prefixes]})
+            for p in notification_filters(prefixes)]})
     bus = f"{name}-bus"
     ev.create_event_bus(Name=bus)
     events_queue = sqs.create_queue(QueueName=f"{name}-events")["QueueUrl"]

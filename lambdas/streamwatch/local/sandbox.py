@@ -38,6 +38,7 @@ from streamwatch.handlers import scheduler as scheduler_handler
 from streamwatch.local import infra
 from streamwatch.local.context import LambdaContext
 from streamwatch.local.firehose import LocalFirehose
+from streamwatch.local.lambda_imports import check_handlers
 from streamwatch.local.server import moto_server
 from streamwatch.producing import ProducerReport, sample_records
 from streamwatch.settings import Settings
@@ -196,6 +197,7 @@ class Sandbox:
 
     # --- lifecycle -------------------------------------------------------------------------------------
     def __enter__(self) -> Sandbox:
+        check_handlers()  # each handler imports with only its own layers, as in Lambda (once per process)
         self._server = moto_server()
         self.endpoint = self._server.__enter__()
         try:
@@ -285,9 +287,14 @@ class Sandbox:
         self._server.__exit__(*exc)
 
     def _set_env(self, values: dict[str, str]) -> None:
-        for k, v in values.items():
+        """These variables, and no other setting's (the environment carries only what differs from the defaults,
+        so a setting left over in the caller's environment would otherwise leak in)."""
+        stale = [k for k in Settings.env_names() if k in os.environ and k not in values]
+        for k in [*values, *stale]:
             self._saved_env.setdefault(k, os.environ.get(k))
-            os.environ[k] = v
+        for k in stale:
+            del os.environ[k]
+        os.environ.update(values)
 
     def _install_hooks(self) -> None:
         """Every boto3 client made in this process from now on: PutRecordBatch reaches the Firehose emulation

@@ -19,6 +19,7 @@ def moto_server():
 
     from moto.server import ThreadedMotoServer
 
+    _match_s3_filters_as_aws()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -40,3 +41,21 @@ def moto_server():
             else:
                 os.environ[k] = v
         aws.reset()
+
+
+def _match_s3_filters_as_aws() -> None:
+    """S3 matches a notification filter's prefix and suffix against the URL-encoded key (filters must be written
+    encoded: S3 User Guide, "Configuring event notifications using object key name filtering"); moto matches the
+    raw key, so an unencoded `data/dataset=` would work here and never fire in AWS. Make moto strict like S3."""
+    from moto.s3.models import Notification
+
+    from streamwatch.s3_events import s3_url_encode
+
+    if getattr(Notification._key_matches, "as_aws", False):
+        return
+    raw_matches = Notification._key_matches
+
+    def key_matches(self, key_name: str) -> bool:
+        return raw_matches(self, s3_url_encode(key_name))
+    key_matches.as_aws = True
+    Notification._key_matches = key_matches

@@ -1,0 +1,45 @@
+"""Each function's shape in one place: handler, timeout, memory and layers, and the queue timings that follow from
+the timeouts. Pure (no AWS library): the construct builds the functions from it, the runtime reasons with the same
+numbers (the backlog check, the publish lease), and the local run loads each handler with the layers it names, so
+a function that cannot import in Lambda cannot import there either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streamwatch.settings import SQS_MAX_DELAY_S, Settings
+
+__all__ = ["SQS_MAX_DELAY_S", "FUNCTIONS", "DEPENDENCY_LAYER", "LAYER_PACKAGES", "Function", "MAX_RECEIVE_COUNT",
+           "MONITOR_TIMEOUT_S", "OBSERVER_TIMEOUT_S", "OBSERVER_VISIBILITY_S", "notification_visibility_s"]
+
+MAX_RECEIVE_COUNT = 5  # deliveries of a work-queue message before its DLQ
+DEPENDENCY_LAYER = "dependencies"  # the construct's layer of third-party wheels (cdk/lambda-requirements.txt)
+LAYER_PACKAGES = {DEPENDENCY_LAYER: ("obstore",)}  # the top-level packages each layer of ours provides
+
+
+@dataclass(frozen=True)
+class Function:
+    handler: str  # streamwatch.handlers.<handler>.handler
+    timeout_s: int
+    memory_mb: int = 512
+    layers: tuple[str, ...] = ()  # beyond the Powertools managed layer every function has
+
+
+FUNCTIONS = {
+    "Monitor": Function("monitor", timeout_s=60, layers=(DEPENDENCY_LAYER,)),  # reads objects through obstore
+    "Observer": Function("observer", timeout_s=30),
+    "Producer": Function("producer", timeout_s=900, memory_mb=1024),
+    "Starter": Function("producer", timeout_s=60),
+    "Scheduler": Function("scheduler", timeout_s=120),
+    "Consumer": Function("consumer", timeout_s=900, memory_mb=1769, layers=(DEPENDENCY_LAYER,)),
+}
+MONITOR_TIMEOUT_S = FUNCTIONS["Monitor"].timeout_s
+OBSERVER_TIMEOUT_S = FUNCTIONS["Observer"].timeout_s  # past it, an invocation that declared but did not publish died
+OBSERVER_VISIBILITY_S = 6 * OBSERVER_TIMEOUT_S  # its queue's visibility timeout (AWS: >= 6x the function timeout)
+
+
+def notification_visibility_s(settings: Settings) -> int:
+    """The notifications queue's visibility timeout. AWS: >= 6x the function timeout plus the batching window, or
+    batches get re-run mid-flight. The construct sets it; the backlog check knows how long a dead batch hides."""
+    return 6 * MONITOR_TIMEOUT_S + settings.monitor_batch_window_s
