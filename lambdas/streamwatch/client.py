@@ -34,8 +34,9 @@ from datetime import datetime
 
 from streamwatch import clock
 from streamwatch.deployment import Deployment, DeploymentNotFound, MissingOutput, StackNotFound
-from streamwatch.envelope import RecordError, Wrapper, valid_producer_id
+from streamwatch.envelope import RecordError, Wrapper
 from streamwatch.errors import InputError, RunFailed
+from streamwatch.ids import check_producer_id
 from streamwatch.producing import (
     MAX_BATCH_BYTES,
     MAX_BATCH_RECORDS,
@@ -103,8 +104,7 @@ class Run:
         run = cls(dataset_id, Deployment.resolve(stack=stack, resources=resources, settings=settings), **kwargs)
         names = list(producers)
         for name in names:
-            if not valid_producer_id(name):
-                raise InputError(f"producer id {name!r} must match [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}")
+            check_producer_id(name)
         start_run(run.settings, run.resources, dataset_id, names, store=run.store,
                   deadline_ts=deadline_from(expected_by, clock.get().now()))
         return run
@@ -148,8 +148,7 @@ class Producer:
 
     def __init__(self, run: Run, producer_id: str, *, concurrency: int, pack: bool | None,
                  max_attempts: int = 8) -> None:
-        if not valid_producer_id(producer_id):
-            raise InputError(f"producer id {producer_id!r} must match [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}")
+        check_producer_id(producer_id)
         self.run, self.producer_id = run, producer_id
         self.wrap = Wrapper(producer_id, run.rule.record_fields(run.dataset_id))
         self.concurrency, self.pack = concurrency, bool(pack)

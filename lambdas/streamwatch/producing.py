@@ -20,10 +20,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
-from streamwatch import aws, clock
+from streamwatch import aws, clock, ids
 from streamwatch.envelope import RecordError
 from streamwatch.policy import Policy, complete_now
-from streamwatch.rules import valid_dataset_id
 from streamwatch.settings import Resources, Settings
 from streamwatch.store import OBSERVING, Store
 from streamwatch.ticks import Tick, send
@@ -40,9 +39,7 @@ class RecordTooLarge(RecordError):
     """A record over Firehose's 1000 KiB limit: rejected up front rather than dropped by the service."""
 
 
-def check_dataset_id(dataset_id: str) -> None:
-    if not valid_dataset_id(dataset_id):
-        raise ValueError(f"dataset id {dataset_id!r} must match [A-Za-z0-9][A-Za-z0-9._~-]{{0,254}}")
+check_dataset_id = ids.check_dataset_id  # InvalidId (an InputError): one clear line, exit 2
 
 
 @dataclass

@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from streamwatch import ids
 from streamwatch.errors import InputError, did_you_mean
 
-FIELD_VALUE = r"[A-Za-z0-9][A-Za-z0-9._-]*"
-FIELD_VALUE_RE = re.compile(rf"^{FIELD_VALUE}$")
-FIELD_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-RULE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-DATASET_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,254}$")
+FIELD_VALUE = ids.FIELD_VALUE.pattern
+FIELD_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+RULE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 SEPARATOR = "~"
 TIME_FIELDS = {"yyyy": r"\d{4}", "MM": r"\d{2}", "dd": r"\d{2}", "HH": r"\d{2}"}
 WINDOWS = {frozenset({"yyyy", "MM", "dd"}): 86_400, frozenset({"yyyy", "MM", "dd", "HH"}): 3_600}
@@ -45,8 +44,7 @@ class RuleError(InputError):
     """A rule that cannot work; the message names the rule and what to change."""
 
 
-def valid_dataset_id(dataset_id: object) -> bool:
-    return isinstance(dataset_id, str) and bool(DATASET_ID_RE.match(dataset_id))
+valid_dataset_id = ids.valid_dataset_id  # the one definition (streamwatch.ids)
 
 
 MANIFEST, SUCCESS = "_manifest.json", "_SUCCESS"  # the example consumer's markers (what its role may write)
@@ -90,7 +88,7 @@ class Rule:
             raise RuleError(f"dataset rule {name!r}: unknown key {bad!r}"
                             f"{did_you_mean(bad, ['pattern', 'name', *OVERRIDABLE])}; allowed: pattern, name, "
                             + ", ".join(OVERRIDABLE))
-        if not isinstance(name, str) or not RULE_NAME_RE.match(name):
+        if not isinstance(name, str) or not RULE_NAME_RE.fullmatch(name):
             raise RuleError(f"dataset rule name {name!r} is invalid: lowercase letters, digits and '-', "
                             "at most 40, e.g. 'orders'")
         overrides = tuple(sorted((k, v) for k, v in spec.items() if k in OVERRIDABLE))
@@ -113,7 +111,7 @@ class Rule:
             if name in TIME_LIKE:
                 raise RuleError(f"{where}: field {{{name}}} cannot be filled: it looks like a time, and the time "
                                 "fields Firehose fills (from the arrival time) are {yyyy}, {MM}, {dd} and {HH}")
-            if not is_time and (not FIELD_NAME_RE.match(name) or name in RESERVED_FIELDS):
+            if not is_time and (not FIELD_NAME_RE.fullmatch(name) or name in RESERVED_FIELDS):
                 raise RuleError(f"{where}: field {{{name}}} cannot be filled: a field is a top-level JSON key of "
                                 f"the record ([A-Za-z_][A-Za-z0-9_]*, not {', '.join(sorted(RESERVED_FIELDS))})")
             if name in names:
@@ -140,7 +138,7 @@ class Rule:
         if len(names) - len(times) + (1 if times else 0) > MAX_PARTITION_KEYS:
             raise RuleError(f"{where}: Firehose partitions by at most {MAX_PARTITION_KEYS} keys")
         # the object's own name follows the pattern (Firehose appends more folders or a file name)
-        parts.append(r"(?P<_rest>.+)$")
+        parts.append(r"(?P<_rest>.+)")
         object.__setattr__(self, "fields", tuple(names))
         object.__setattr__(self, "regex", re.compile("".join(parts)))
         return self
@@ -173,7 +171,7 @@ class Rule:
 
     # --- keys <-> datasets ------------------------------------------------------------------------------
     def match(self, key: str) -> Match | None:
-        m = self.regex.match(key)
+        m = self.regex.fullmatch(key)
         if not m or is_marker(key):
             return None
         values = {n: m.group(n) for n in self.fields}
@@ -207,7 +205,7 @@ class Rule:
             if not parts:
                 raise RuleError(f"dataset id {dataset_id!r}: rule {self.name!r} ends ids with a window")
             window_start = parse_window_token(parts.pop(), self.window_s, dataset_id)
-        if len(parts) != len(self.value_fields) or not all(FIELD_VALUE_RE.match(v) for v in parts):
+        if len(parts) != len(self.value_fields) or not all(ids.valid_field_value(v) for v in parts):
             shape = SEPARATOR.join([*([self.name] if self.named_ids else []), *(f"<{n}>" for n in self.value_fields),
                                     *(["<window>"] if self.window_s else [])])
             raise RuleError(f"dataset id {dataset_id!r} does not fit rule {self.name!r}: expected {shape}, each "

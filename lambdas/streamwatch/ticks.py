@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from streamwatch import aws
-from streamwatch.rules import valid_dataset_id
+from streamwatch.ids import valid_dataset_id
 from streamwatch.s3_events import Skip
 
 KINDS = ("tick", "nudge", "amend")

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from streamwatch import clock, envelope
-from streamwatch.rules import FIELD_VALUE_RE
+from streamwatch.ids import valid_field_value
 from streamwatch.settings import Settings
 
 ACTIVE_PARTITION_LIMIT = 500  # Firehose's default quota of active partitions per stream
@@ -94,7 +94,7 @@ class LocalFirehose:
         try:
             doc = json.loads(data)
             values = tuple(doc[n] for n in self.rule.value_fields)
-            if not all(isinstance(v, str) and FIELD_VALUE_RE.match(v) for v in values):
+            if not all(valid_field_value(v) for v in values):
                 raise ValueError("partition key value")
         except (ValueError, KeyError, TypeError):
             self._write_errors([data], now, "DynamicPartitioning.MetadataExtractionFailed",
