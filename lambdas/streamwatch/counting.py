@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from streamwatch import clock, envelope
 from streamwatch.events import parse_iso
+from streamwatch.ids import valid_dataset_id, valid_field_value
 from streamwatch.policy import Policy, complete_now
 from streamwatch.reader import stream_object
 from streamwatch.rules import RuleError
@@ -31,6 +32,7 @@ from streamwatch.ticks import Tick, send
 
 log = logging.getLogger(__name__)
 READ_THREADS = 16
+MAX_OBJECT_BYTES = envelope.MAX_INFLATED_BYTES  # no Firehose object is larger: not read, skipped
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class MonitorResult:
     error_records: int = 0
     unattributed_error_records: int = 0
     dynamodb_requests: int = 0
+    started: int = 0  # datasets whose observation this batch started
 
 
 def event_ts(event_time: str) -> float:
@@ -101,6 +104,7 @@ class Monitor:
 
     def _process(self, messages: list[Message]) -> MonitorResult:
         result = MonitorResult()
+        self._rejected = result.skipped  # objects skipped for what they hold, by reason (the Skipped* metrics)
         owners: dict[tuple[str, str], set[str]] = {}  # (dataset or "", key) -> message ids announcing it
         found: list[ObjectCreated] = []
         for message in messages:
@@ -120,6 +124,8 @@ class Monitor:
         now = clock.get().now()
         data = [o for o in found if not o.error_output]
         errors = [o for o in found if o.error_output]
+        if self.settings.require_registration and data:
+            data = self._registered_only(data, result)
         counted_objects, unreadable = self._read(data)
         for obj in unreadable:
             result.failed_message_ids |= owners[(obj.dataset_id, obj.key)]
@@ -130,14 +136,29 @@ class Monitor:
         touched = {o.dataset_id for o in counted_objects}
         touched |= self._count_errors(errors, owners, now, result)
         states, calls = self.store.get_states(touched)
-        result.dynamodb_requests = outcome.requests + calls
+        result.dynamodb_requests += outcome.requests + calls
         for dataset_id in sorted(touched):
             try:
-                self._follow_up(states.get(dataset_id))
+                result.started += self._follow_up(states.get(dataset_id)) == "tick"
             except Exception:
                 log.exception("follow-up failed for dataset %s", dataset_id)
                 result.failed_message_ids |= {m for (d, _k), ids in owners.items() if d == dataset_id for m in ids}
         return result
+
+    def _registered_only(self, data: list[ObjectCreated], result: MonitorResult) -> list[ObjectCreated]:
+        """With require_registration: objects of datasets nobody started (`run start`, Run.start) are skipped,
+        so a writer cannot open datasets (and their Readys) at will. One consistent read per batch."""
+        states, calls = self.store.get_states({o.dataset_id for o in data})
+        result.dynamodb_requests += calls
+        kept = []
+        for obj in data:
+            state = states.get(obj.dataset_id)
+            if state is None or state.registered_ts is None:
+                log.info("skipped object of unregistered dataset %r", obj.dataset_id)
+                result.skipped["Unregistered"] += 1
+            else:
+                kept.append(obj)
+        return kept
 
     # --- reading objects ----------------------------------------------------------------------------------
     def _read(self, found: list[ObjectCreated]) -> tuple[list[CountedObject], list[ObjectCreated]]:
@@ -149,14 +170,24 @@ class Monitor:
         to_read = list({(o.dataset_id, o.key): o for o in found if self.reads_records(o.rule)}.values())
         scans = dict(self._map(lambda o: ((o.dataset_id, o.key), self._scan(o)), to_read))
         unreadable = [o for o in to_read if scans[(o.dataset_id, o.key)] is None]
+        for (_, key), scanned in scans.items():
+            if isinstance(scanned, envelope.Rejected):
+                log.warning("skipped object %r: %s", key, scanned)
+                self._rejected[scanned.reason] += 1
         counted = [convert(o, scans.get((o.dataset_id, o.key))) for o in found
-                   if not self.reads_records(o.rule) or scans[(o.dataset_id, o.key)] is not None]
+                   if not self.reads_records(o.rule) or isinstance(scans[(o.dataset_id, o.key)], envelope.Scan)]
         return counted, unreadable
 
-    def _scan(self, obj: ObjectCreated) -> envelope.Scan | None:
+    def _scan(self, obj: ObjectCreated) -> envelope.Scan | envelope.Rejected | None:
+        """The object's records; Rejected for one no Firehose stream writes (skipped, for itself alone); None if
+        it could not be read now (its message is retried, then ends in the DLQ)."""
+        if obj.size > MAX_OBJECT_BYTES:
+            return envelope.Rejected("ObjectTooLarge", f"{obj.size} bytes")
         try:
             return envelope.scan(self.read(obj.bucket, obj.key))
-        except Exception as exc:  # logged; the message is retried, then ends in the DLQ
+        except envelope.Rejected as rejected:
+            return rejected
+        except Exception as exc:
             log.warning("could not read %s: %r", obj.key, exc)
             return None
 
@@ -172,55 +203,75 @@ class Monitor:
         record Firehose keeps in `rawData`), count them once per object, and return the datasets touched."""
         touched: set[str] = set()
         for obj in {o.key: o for o in errors}.values():
+            per_dataset: dict[str, ErrorRecords] = {}
             try:
-                lines = b"".join(self.read(obj.bucket, obj.key)).splitlines()
+                if obj.size > MAX_OBJECT_BYTES:
+                    raise envelope.Rejected("ObjectTooLarge", f"{obj.size} bytes")
+                for number, line in enumerate(envelope.bounded_lines(self.read(obj.bucket, obj.key))):
+                    for dataset, reason, window in self._attribute(line, result, first=number == 0):
+                        rule = self.rules.stream_rule
+                        prior = per_dataset.get(dataset)
+                        per_dataset[dataset] = ErrorRecords(
+                            dataset_id=dataset, key=obj.key, records=(prior.records if prior else 0) + 1,
+                            reason=reason, rule=rule.name, window_start=window,
+                            window_end=window + rule.window_s if window else None)
+            except envelope.Rejected as rejected:  # not Firehose's error output: it fails no dataset
+                log.warning("skipped error object %r: %s", obj.key, rejected)
+                self._rejected[rejected.reason] += 1
+                continue
             except Exception as exc:
                 log.warning("could not read error object %s: %r", obj.key, exc)
                 result.failed_message_ids |= owners[("", obj.key)]
                 continue
-            per_dataset: dict[str, ErrorRecords] = {}
-            for line in lines:
-                for dataset, reason, window in self._attribute(line, result):
-                    rule = self.rules.stream_rule
-                    prior = per_dataset.get(dataset)
-                    per_dataset[dataset] = ErrorRecords(
-                        dataset_id=dataset, key=obj.key, records=(prior.records if prior else 0) + 1, reason=reason,
-                        rule=rule.name, window_start=window, window_end=window + rule.window_s if window else None)
             result.error_records += sum(e.records for e in per_dataset.values())
             if self.store.count_errors(list(per_dataset.values()), now):
                 result.failed_message_ids |= owners[("", obj.key)]
             touched |= set(per_dataset)
         return touched
 
-    def _attribute(self, line: bytes, result: MonitorResult) -> list[tuple[str, str, float | None]]:
+    def _attribute(self, line: bytes, result: MonitorResult, *, first: bool = False
+                   ) -> list[tuple[str, str, float | None]]:
         """One error-output line -> (dataset, reason, window start) per record it holds (a packed record holds
-        several)."""
+        several). Firehose's layout (attemptsMade, arrivalTimestamp, errorCode, errorMessage, rawData: the
+        troubleshooting pages' records; the field's case varies): an object whose first line does not have it is
+        not Firehose's and is Rejected whole."""
         try:
             doc = json.loads(line)
-            raw = base64.b64decode(doc["rawData"])
-            reason = str(doc.get("errorCode") or doc.get("ErrorCode") or "unknown error")
-            arrival = doc.get("arrivalTimestamp")
-        except (ValueError, KeyError, TypeError):
+            code = doc.get("errorCode") or doc.get("ErrorCode") or doc.get("lastErrorCode")
+            if not (isinstance(doc.get("rawData"), str) and isinstance(code, str)
+                    and isinstance(doc.get("arrivalTimestamp"), int | float)):
+                raise KeyError("rawData, errorCode and arrivalTimestamp")
+            raw = base64.b64decode(doc["rawData"], validate=True)
+            reason = code[:200]
+            arrival = doc["arrivalTimestamp"]
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            if first:
+                raise envelope.Rejected("ForeignErrorObject", f"not Firehose's error layout ({type(exc).__name__})"
+                                        ) from None
             result.unattributed_error_records += 1
             return []
         rule = self.rules.stream_rule
         window = None
         if rule.window_s and isinstance(arrival, int | float):
             window = float(int(arrival / 1000) // rule.window_s * rule.window_s)
-        records = [doc for doc in map(json.loads, envelope.json_objects(raw) or []) if isinstance(doc, dict)]
+        try:
+            records = [doc for doc in map(json.loads, envelope.json_objects(raw) or []) if isinstance(doc, dict)]
+        except (ValueError, RecursionError):  # nested past the parser's depth: no writer of ours makes that
+            records = []
         out = []
         if not records:  # not JSON at all (why Firehose could not partition it): nothing names its dataset
             result.unattributed_error_records += 1
         for record in records:
             values = {n: record.get(n) for n in rule.value_fields}
-            if all(isinstance(v, str) for v in values.values()):
-                out.append((rule.dataset_id(values, window), reason, window))
-            else:
+            dataset = rule.dataset_id(values, window) if all(valid_field_value(v) for v in values.values()) else ""
+            if valid_dataset_id(dataset):
+                out.append((dataset, reason, window))
+            else:  # a value no key could hold (`#`, a newline, too long): never a dataset of ours
                 result.unattributed_error_records += 1
         return out
 
     # --- after counting -----------------------------------------------------------------------------------
-    def _follow_up(self, state: State | None) -> None:
+    def _follow_up(self, state: State | None) -> str | None:
         """Start the chain if nobody has, nudge when the dataset may be complete or failed, flag objects counted
         after the declaration. Decided from the state alone, so a redelivered batch (nothing new to count) redoes
         a follow-up that failed the first time; the observer drops what is redundant."""
@@ -235,10 +286,11 @@ class Monitor:
         elif state.status in (READY, STALLED) and state.published and state.objects > state.announced_objects:
             kind = "amend"
         if kind is None:
-            return
+            return None
         send(self.resources.observer_queue_url, [(Tick(state.dataset_id, state.tick, kind), 0)])
         if kind == "tick":
             self.store.mark_chain_started(state.dataset_id)
+        return kind
 
     def _may_be_complete(self, state: State) -> bool:
         policy = self.policy(state.rule)

@@ -19,18 +19,24 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from streamwatch import ids
+
 FIELD = "_sw"
-PRODUCER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ENVELOPE_RE = re.compile(rb'\n\{"_sw":"([A-Za-z0-9._-]+):([0-9]+)"')
 GZIP_MAGIC = b"\x1f\x8b"
+# What a delivered object can hold: Firehose records are at most 1,000 KiB (a line, with its envelope and
+# newline, a little more), and a buffer at most 128 MiB before compression. An object beyond these is not
+# Firehose's: the scan stops at once, so memory and time stay bounded whatever a writer puts in the bucket.
+MAX_LINE_BYTES = 1_024_000 + 1024
+MAX_INFLATED_BYTES = 4 * 128 * 1024 * 1024
+INFLATE_PIECE = 1024 * 1024  # gzip output per step: a bomb never inflates more than this at once
 
 
 class RecordError(ValueError):
     """A record the producer cannot send: not JSON-serializable, not a JSON object, or too large."""
 
 
-def valid_producer_id(producer_id: object) -> bool:
-    return isinstance(producer_id, str) and bool(PRODUCER_ID_RE.match(producer_id))
+valid_producer_id = ids.valid_producer_id  # the one definition (streamwatch.ids)
 
 
 class Wrapper:
@@ -161,14 +167,24 @@ class Scan:
         return self.lines - self.foreign
 
 
+class Rejected(ValueError):
+    """An object no Firehose stream writes (a line too long, a gzip bomb, corrupt gzip): skipped, never retried."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
 class Scanner:
-    """Feed an object's bytes in chunks (gzip detected by its magic bytes); read `result()` at the end."""
+    """Feed an object's bytes in chunks (gzip detected by its magic bytes); read `result()` at the end. Raises
+    Rejected past MAX_LINE_BYTES without a newline or MAX_INFLATED_BYTES inflated."""
 
     def __init__(self) -> None:
         self._tail = b"\n"  # a virtual newline before the first line, so the first envelope matches too
         self._inflate = None
         self._first = True
         self._lines = 0
+        self._inflated = 0
         self._found: dict[bytes, list[int]] = {}
 
     def feed(self, chunk: bytes) -> None:
@@ -176,13 +192,29 @@ class Scanner:
             self._first = False
             if chunk[:2] == GZIP_MAGIC:
                 self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        if self._inflate is not None:
-            chunk = self._inflate.decompress(chunk)
+        if self._inflate is None:
+            self._lines_of(chunk)
+            return
+        pending = chunk
+        while pending:
+            try:
+                piece = self._inflate.decompress(pending, INFLATE_PIECE)
+            except zlib.error as exc:
+                raise Rejected("CorruptGzip", str(exc)) from None
+            pending = self._inflate.unconsumed_tail
+            self._inflated += len(piece)
+            if self._inflated > MAX_INFLATED_BYTES:
+                raise Rejected("GzipBomb", f"inflates past {MAX_INFLATED_BYTES} bytes")
+            self._lines_of(piece)
+
+    def _lines_of(self, chunk: bytes) -> None:
         if not chunk:
             return
         data = self._tail + chunk
         cut = data.rfind(b"\n")  # scan whole lines only; the rest waits for the next chunk
         whole, self._tail = data[:cut], data[cut:]
+        if len(self._tail) > MAX_LINE_BYTES:  # no newline for longer than a record can be: not Firehose's
+            raise Rejected("LineTooLong", f"no newline in {len(self._tail)} bytes")
         self._lines += whole.count(b"\n")  # each line in `whole` starts with the newline before it
         self._collect(whole)
 
@@ -198,8 +230,10 @@ class Scanner:
         if self._inflate is not None:
             rest = self._inflate.flush()
             if rest:
-                self._inflate = None
-                self.feed(rest)
+                self._inflated += len(rest)
+                if self._inflated > MAX_INFLATED_BYTES:
+                    raise Rejected("GzipBomb", f"inflates past {MAX_INFLATED_BYTES} bytes")
+                self._lines_of(rest)
         tail = self._tail
         lines = self._lines
         if tail.strip(b"\n"):  # a last record without a trailing newline is still a record
@@ -209,6 +243,22 @@ class Scanner:
         enveloped = sum(len(v) for v in found.values())
         return Scan(lines=lines, foreign=lines - enveloped,
                     seqs={p.decode(): from_seqs(v) for p, v in found.items()})
+
+
+def bounded_lines(chunks: Iterable[bytes], max_line: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+    """The lines of an object read in chunks, never holding more than one line; Rejected past `max_line`."""
+    tail = b""
+    for chunk in chunks:
+        data = tail + chunk
+        lines = data.split(b"\n")
+        tail = lines.pop()
+        if len(tail) > max_line:
+            raise Rejected("LineTooLong", f"no newline in {len(tail)} bytes")
+        for line in lines:
+            if line:
+                yield line
+    if tail:
+        yield tail
 
 
 def scan(chunks: Iterable[bytes]) -> Scan:

@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
+from streamwatch.ids import valid_dataset_id
 from streamwatch.rules import RuleSet
 
 OBJECT_CREATED = "Object Created"
@@ -165,7 +166,9 @@ def _owned(record_bucket: str, key: str, size: int, etag: str, event_time: str, 
                              dataset_id="", error_output=True)
     match = rules.match(key)
     if match is None:
-        raise Skip("NotData", key[:200])
+        raise Skip("NotData", repr(key[:200]))
+    if not valid_dataset_id(match.dataset_id):  # a key no writer of ours makes (too long an id): foreign
+        raise Skip("InvalidDatasetId", repr(match.dataset_id[:200]))
     return ObjectCreated(bucket=record_bucket, key=key, size=size, etag=etag, event_time=event_time,
                          dataset_id=match.dataset_id, rule=match.rule.name, window_start=match.window_start,
                          window_s=match.rule.window_s)

@@ -100,6 +100,20 @@ class Settings:
     monitor_batch_window_s: int = _setting(5, "monitor batching window, seconds", low=0, high=300)
     dedupe_ttl_days: int = _setting(7, "how long the per-object dedupe ledger and dataset state are kept",
                                     low=1, high=365)
+    # --- limits (docs/security.md) --------------------------------------------------------------------
+    require_registration: bool = _setting(False, "observe only datasets started with `run start` / Run.start; "
+                                          "objects of any other dataset are skipped (SkippedUnregistered)",
+                                          choices=(True, False))
+    max_open_datasets: int = _setting(1000, "alarm when more datasets than this are observed at once, or start in "
+                                      "one hour", low=1, high=1_000_000)
+    monitor_max_concurrency: int = _setting(20, "most monitor invocations at once (the SQS event source's maximum "
+                                            "concurrency)", low=2, high=1000)
+    observer_max_concurrency: int = _setting(20, "most observer invocations at once (the SQS event source's "
+                                             "maximum concurrency)", low=2, high=1000)
+    max_producers_per_run: int = _setting(100, "most producers the starter fans out to for one run",
+                                          low=1, high=1000)
+    max_records_per_producer: int = _setting(10_000_000, "most records the starter asks one producer for",
+                                             low=1, high=10**9)
     # --- downstream & operations ---------------------------------------------------------------------
     callback_url: str = _setting("", "optional https webhook that receives every event (API destination)")
     example_consumer: bool = _setting(True, "deploy the example consumer (manifest + _SUCCESS on Dataset Ready)",

@@ -31,6 +31,7 @@ from botocore.exceptions import ClientError
 
 from streamwatch import aws, envelope
 from streamwatch.envelope import Scan
+from streamwatch.errors import scrub_error
 from streamwatch.policy import Decision, Progress, View
 
 PK, SK = "pk", "sk"
@@ -160,6 +161,7 @@ class State:
     declared_mode: str = ""
     reason: str = ""
     fallback: bool = False
+    seqs_overflow: bool = False  # more sequence ranges than the SEQS item holds: records cannot be proven
     pending: dict[str, float] = field(default_factory=dict)  # event kind -> publish lease (wall clock)
     sent_events: frozenset[str] = frozenset()
     announced_objects: int = 0
@@ -186,7 +188,7 @@ class State:
             deadline_ts=_f(item, "deadline_ts"), overdue_ts=_f(item, "overdue_ts"),
             chain_started=bool(item.get("chain_started")), declared_ts=_f(item, "declared_ts"),
             declared_mode=item.get("declared_mode", ""), reason=item.get("reason", ""),
-            fallback=bool(item.get("fallback")),
+            fallback=bool(item.get("fallback")), seqs_overflow=bool(item.get("seqs_overflow")),
             pending={k: float(item[f"pending_{k}"]) for k in EVENT_KINDS if item.get(f"pending_{k}") is not None},
             sent_events=frozenset(item.get("sent_events") or ()), announced_objects=i("announced_objects", 0),
             amend_pending=i("amend_pending", 0), next_delay=i("next_delay", 0), observed_ts=_f(item, "observed_ts"))
@@ -322,11 +324,20 @@ class Store:
             if dataset_id in seqs:
                 version, intervals = seqs[dataset_id]
                 merged = _merged(intervals, objs)
-                delta = sum(envelope.size(v) for v in merged.values()) - sum(
-                    envelope.size(v) for v in intervals.values())
-                if delta:
-                    adds += ", distinct_records :d"
-                    values[":d"] = delta
+                if _seqs_bytes(merged) > MAX_SEQS_BYTES:
+                    # more sequence ranges than an item holds (no stream of ours writes that: a hostile or broken
+                    # writer): this dataset can no longer be proven by records; it falls back to the count rules
+                    log.warning("sequence intervals of %s would pass %d bytes: records mode falls back to the "
+                                "count rules for it", dataset_id, MAX_SEQS_BYTES)
+                    merged = None
+                    sets += ", seqs_overflow = :overflow"
+                    values[":overflow"] = True
+                else:
+                    delta = sum(envelope.size(v) for v in merged.values()) - sum(
+                        envelope.size(v) for v in intervals.values())
+                    if delta:
+                        adds += ", distinct_records :d"
+                        values[":d"] = delta
             update = {"TableName": self.name, "Key": dataset_key(dataset_id),
                       "ExpressionAttributeNames": {"#status": "status"}, "ExpressionAttributeValues": values}
             if dataset_id not in older:
@@ -343,11 +354,6 @@ class Store:
 
     def _seqs_put(self, dataset_id: str, version: int, merged: dict[str, list]) -> dict:
         encoded = {p: envelope.encode(v) for p, v in merged.items()}
-        size = sum(len(p) + len(v) for p, v in encoded.items())
-        if size > MAX_SEQS_BYTES:  # never expected: intervals merge as buffers land; say so loudly if it happens
-            log.error("sequence intervals of %s need %d bytes; completion by records cannot be proven", dataset_id,
-                      size)
-            raise RuntimeError(f"SEQS item of {dataset_id} would exceed {MAX_SEQS_BYTES} bytes")
         put = {"TableName": self.name, "Item": {**dataset_key(dataset_id, SEQS), "version": version + 1,
                                                  "producers": encoded}}
         if version:
@@ -444,9 +450,11 @@ class Store:
     def records_landed(self, state: State) -> bool | None:
         """Every done producer's records persisted: each enveloped producer's sequence numbers cover
         `[0, records_sent)`; records of producers without the envelope are matched by count against the
-        foreign lines. None when records are not counted."""
+        foreign lines. None when records are not counted; False for good once the intervals overflowed."""
         if state.lines is None:
             return None
+        if state.seqs_overflow:
+            return False
         reports = [p for p in self.producers(state.dataset_id) if p["status"] == "done"]
         intervals = self.seqs(state.dataset_id) if any(p["enveloped"] for p in reports) else {}
         return landed(reports, intervals, state.foreign)
@@ -503,7 +511,8 @@ class Store:
         return self._report(dataset_id, producer_id, "done", now, records_sent=records_sent, enveloped=enveloped)
 
     def report_failed(self, dataset_id: str, producer_id: str, error: str, now: float) -> bool:
-        return self._report(dataset_id, producer_id, "failed", now, error=error)
+        """The error text is scrubbed and truncated here, before it leaves the process (errors.scrub_error)."""
+        return self._report(dataset_id, producer_id, "failed", now, error=scrub_error(error))
 
     def _report(self, dataset_id: str, producer_id: str, status: str, now: float, *, records_sent: int | None = None,
                 enveloped: bool = True, error: str | None = None) -> bool:
@@ -703,6 +712,10 @@ def landed(reports: list[dict], intervals: dict[str, list], foreign: int) -> boo
         else:
             by_count += sent
     return foreign >= by_count
+
+
+def _seqs_bytes(merged: dict[str, list]) -> int:
+    return sum(len(p) + len(envelope.encode(v)) for p, v in merged.items())
 
 
 def _merged(intervals: dict[str, list], objs: list[CountedObject]) -> dict[str, list]:

@@ -33,6 +33,7 @@ def handler(event: dict, context) -> dict:
     metrics.add_metric("ObjectsCounted", MetricUnit.Count, result.counted)
     metrics.add_metric("DuplicateNotifications", MetricUnit.Count, result.duplicates)
     metrics.add_metric("DynamoDBRequests", MetricUnit.Count, result.dynamodb_requests)
+    metrics.add_metric("DatasetsStarted", MetricUnit.Count, result.started)
     if result.error_records:
         metrics.add_metric("ErrorOutputRecords", MetricUnit.Count, result.error_records)
     if result.unattributed_error_records:

@@ -1,0 +1,182 @@
+"""A hostile writer of the bucket (a second team, a misconfigured job, a compromised producer), as the trust
+audit tried it: each reproduction is here, and each now hurts only the object it wrote."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+
+import boto3
+import pytest
+
+from streamwatch import envelope
+from streamwatch.counting import Message, Monitor
+from streamwatch.envelope import wrap
+from streamwatch.handlers import monitor as monitor_handler
+from streamwatch.settings import Settings
+from streamwatch.store import Store
+from tests.conftest import object_events, sqs_event
+
+ERRORS = "errors/processing-failed/2026/12/01/"
+
+
+def put(bucket: str, key: str, body: bytes) -> None:
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def good_object(bucket: str, dataset: str = "good") -> None:
+    put(bucket, f"data/dataset={dataset}/part-0", b"".join(
+        wrap({"i": i}, "p0", i, {"dataset_id": dataset}) + b"\n" for i in range(10)))
+
+
+def count(local, settings) -> tuple:
+    """Every notification waiting, in one monitor batch: (result, the handler's response)."""
+    bodies = object_events(local.notification_queue_url)
+    result = Monitor(settings, local.resources).process([Message(f"m{i}", b) for i, b in enumerate(bodies)])
+    return result, bodies
+
+
+def firehose_error(raw: bytes, code: str = "DynamicPartitioning.MetadataExtractionFailed") -> bytes:
+    return json.dumps({"attemptsMade": 1, "arrivalTimestamp": 1764547200000, "errorCode": code,
+                       "errorMessage": "x", "attemptEndingTimestamp": 1764547201000,
+                       "rawData": base64.b64encode(raw).decode()}).encode()
+
+
+POISON = {
+    # 40,000 non-adjacent sequence numbers: more ranges than the SEQS item holds
+    "seq-ranges": lambda: b"".join(wrap({"i": i}, "p0", 2 * i, {"dataset_id": "victim"}) + b"\n"
+                                   for i in range(40_000)),
+    "no-newline": lambda: b"x" * (envelope.MAX_LINE_BYTES + 10),
+    "gzip-bomb": lambda: gzip.compress(b"\n" * (envelope.MAX_INFLATED_BYTES + 1024 * 1024), compresslevel=1),
+}
+
+
+@pytest.fixture
+def small_limits(monkeypatch):
+    """The same limits, scaled down so the test builds its bombs in milliseconds."""
+    monkeypatch.setattr(envelope, "MAX_INFLATED_BYTES", 8 * 1024 * 1024)
+    monkeypatch.setattr(envelope, "MAX_LINE_BYTES", 256 * 1024)
+
+
+@pytest.mark.parametrize("kind", list(POISON))
+def test_a_poison_object_is_skipped_for_itself_alone(moto_env, small_limits, kind):
+    # Given a poison object under a dataset's prefix, in the same batch as a good object of another dataset
+    settings, local = moto_env(Settings(mode="records"))
+    bucket = local.resources.bucket
+    put(bucket, "data/dataset=victim/part-0", POISON[kind]())
+    good_object(bucket)
+    # When the monitor counts the batch
+    result, bodies = count(local, settings)
+    # Then no message fails, the good object is counted, and the poison one is skipped with a reason
+    assert result.failed_message_ids == set()
+    store = Store(local.resources.table)
+    assert store.get_state("good").objects == 1
+    if kind == "seq-ranges":  # counted, but the dataset can no longer be proven by records: it falls back
+        victim = store.get_state("victim")
+        assert victim.objects == 1 and victim.seqs_overflow and store.records_landed(victim) is False
+    else:
+        assert store.get_state("victim") is None
+        assert result.skipped == ({"LineTooLong": 1} if kind == "no-newline" else {"GzipBomb": 1})
+
+
+def test_the_scan_of_a_line_without_end_stops_at_the_cap_not_at_the_end_of_the_object():
+    chunks_read = []
+
+    def chunks():
+        for i in range(10_000):  # 2.5 GiB if read to the end
+            chunks_read.append(i)
+            yield b"y" * 256 * 1024
+    with pytest.raises(envelope.Rejected, match="LineTooLong"):
+        envelope.scan(chunks())
+    assert len(chunks_read) <= envelope.MAX_LINE_BYTES // (256 * 1024) + 2
+
+
+def test_a_gzip_bomb_never_inflates_more_than_a_piece_at_once():
+    bomb = gzip.compress(b"\n" * (64 * 1024 * 1024))  # empty lines: only the inflate limit applies
+    scanner, biggest = envelope.Scanner(), []
+    real = scanner._lines_of
+    scanner._lines_of = lambda piece: (biggest.append(len(piece)), real(piece))
+    scanner.feed(bomb)
+    assert max(biggest) <= envelope.INFLATE_PIECE
+
+
+def test_a_forged_error_object_fails_no_dataset(moto_env):
+    # Given objects under errors/ that are not Firehose's error layout (lines naming a victim's dataset)
+    settings, local = moto_env(Settings(mode="records"))
+    bucket = local.resources.bucket
+    good_object(bucket, "victim")
+    put(bucket, ERRORS + "forged-1", b'{"dataset_id": "victim"}\n' * 3)
+    put(bucket, ERRORS + "forged-2", b"[" * 100_000 + b"\n")  # nested past the parser's depth
+    result, _ = count(local, settings)
+    # Then the victim has its object and no error record, and each forged object is skipped
+    victim = Store(local.resources.table).get_state("victim")
+    assert victim.error_records == 0 and not victim.failure
+    assert result.failed_message_ids == set() and result.skipped["ForeignErrorObject"] == 2
+
+
+@pytest.mark.parametrize("planted", ["DATASET#", "a#b", "x\nlevel=ERROR forged log line", "[red]x[/red]",
+                                     "y" * 300, "\x1b[2J"])
+def test_error_records_whose_fields_name_no_valid_dataset_plant_nothing(moto_env, planted):
+    # Given Firehose-shaped error records whose rawData names an id no key could hold
+    settings, local = moto_env(Settings(mode="records"))
+    nested = b'{"dataset_id":' * 50_000 + b"1" + b"}" * 50_000
+    put(local.resources.bucket, ERRORS + "s-1", firehose_error(json.dumps({"dataset_id": planted}).encode()) +
+        b"\n" + firehose_error(nested) + b"\n")
+    result, _ = count(local, settings)
+    # Then no state item exists for it, and both records are unattributed (the alarm says so)
+    assert Store(local.resources.table).get_state(planted) is None
+    assert result.unattributed_error_records == 2 and result.failed_message_ids == set()
+
+
+def test_ids_are_a_full_match_so_a_trailing_newline_is_not_an_id():
+    from streamwatch.ids import InvalidId, check_dataset_id, valid_dataset_id, valid_producer_id
+    assert valid_dataset_id("abc") and not valid_dataset_id("abc\n") and not valid_dataset_id("a#b")
+    assert valid_producer_id("p1") and not valid_producer_id("p\n") and not valid_producer_id("p 1")
+    with pytest.raises(InvalidId, match="dataset id 'abc\\\\n' is invalid"):
+        check_dataset_id("abc\n")
+
+
+def test_a_key_whose_derived_id_fails_the_definition_is_foreign(moto_env):
+    settings, local = moto_env(Settings(mode="stability"))
+    put(local.resources.bucket, "data/dataset=" + "z" * 300 + "/part-0", b"x\n")
+    result, _ = count(local, settings)
+    assert result.skipped == {"InvalidDatasetId": 1} and result.counted == 0
+
+
+def test_with_require_registration_only_started_datasets_are_observed(moto_env, context):
+    from streamwatch.producing import start_run
+    settings, local = moto_env(Settings(mode="records", require_registration=True))
+    start_run(settings, local.resources, "registered", ["p0"])
+    for name in ("registered", "fresh-1", "fresh-2"):
+        good_object(local.resources.bucket, name)
+    response = monitor_handler.handler(sqs_event(object_events(local.notification_queue_url)), context)
+    assert response == {"batchItemFailures": []}
+    store = Store(local.resources.table)
+    assert store.get_state("registered").objects == 1
+    assert store.get_state("fresh-1") is None and store.get_state("fresh-2") is None
+
+
+def test_a_producers_error_text_is_scrubbed_before_it_leaves_the_process(moto_env):
+    from streamwatch.client import Run
+    settings, local = moto_env(Settings(mode="records"))
+    run = Run.start("d1", ["p0"], resources=local.resources, settings=settings)
+    secret = "postgres://app:hunter2@db.internal/x?token=abc123 " + "AKIAIOSFODNN7EXAMPLE " + "z" * 2000
+    run.fail("p0", f"ConnectionError: {secret}")
+    (report,) = Store(local.resources.table).producers("d1")
+    assert "hunter2" not in report["error"] and "abc123" not in report["error"] and "AKIA" not in report["error"]
+    assert len(report["error"]) <= 500
+
+
+def test_status_shows_stored_ids_escaped_never_as_markup_or_terminal_control():
+    from rich.console import Console
+
+    from streamwatch.status import Row, plain, rich_table
+    row = Row(dataset="x\n[red]FAKE  READY[/red]\x1b[2J", status="OBSERVING", objects=1, bytes=1, records=None,
+              producers="-", age_s=1.0, last_object_at=None, declared_at=None, overdue=False)
+    text = plain([row], now=0)
+    assert "\x1b" not in text and "\nFAKE" not in text and len(text.splitlines()) == 2
+    console = Console(record=True, width=200, color_system=None)
+    console.print(rich_table([row], now=0))
+    shown = console.export_text()
+    assert "[red]FAKE" in shown and "\x1b[2J" not in shown
