@@ -148,15 +148,19 @@ class Sink:
 
 class FileSink(Sink):
     """temp file next to the target, renamed on success: a reader never sees a partial file. Takes any buffer
-    (obstore's Bytes too: no copy into a Python bytes first)."""
+    (obstore's Bytes too: no copy into a Python bytes first). With `dir_fd` (a directory opened without following
+    symlinks) the names are relative to it and the temp file is opened with O_NOFOLLOW; without `overwrite` the
+    commit links the file in and fails if the name exists (FileExistsError), so an existing file is never
+    replaced."""
 
     positional = True
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = os.fspath(path)
+    def __init__(self, path: str | Path, *, dir_fd: int | None = None, overwrite: bool = True) -> None:
+        self.path, self.dir_fd, self.overwrite = os.fspath(path), dir_fd, overwrite
         head, tail = os.path.split(self.path)
         self.tmp = os.path.join(head, f".{tail}.{uuid.uuid4().hex}.part")
-        self.fd: int | None = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        self.fd: int | None = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+                                      0o666, dir_fd=dir_fd)
 
     def write(self, chunk: bytes) -> None:
         view = memoryview(chunk)
@@ -180,13 +184,19 @@ class FileSink(Sink):
 
     def commit(self) -> dict:
         self._close()
-        os.replace(self.tmp, self.path)
+        if self.overwrite:
+            os.replace(self.tmp, self.path, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+        else:
+            try:
+                os.link(self.tmp, self.path, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd, follow_symlinks=False)
+            finally:
+                os.unlink(self.tmp, dir_fd=self.dir_fd)
         return {"path": self.path}
 
     def abort(self) -> None:
         self._close()
         try:
-            os.unlink(self.tmp)
+            os.unlink(self.tmp, dir_fd=self.dir_fd)
         except FileNotFoundError:
             pass
 
@@ -368,15 +378,21 @@ class DatasetReader:
 
     def fetch(self, bucket: str, prefix: str = "", *, objects: list[ObjectInfo] | None = None,
               to_dir: str | Path | None = None, sink_factory: Callable[[str], Sink] | None = None,
-              progress: Callable[[ObjectResult], None] | None = None) -> ReadReport:
+              progress: Callable[[ObjectResult], None] | None = None, overwrite: bool = False) -> ReadReport:
         """Read every object (listed under `prefix`, or given). Files go under `to_dir` by their key relative
-        to `prefix`; or pass `sink_factory` to consume the bytes (called once per attempt, from worker threads)."""
+        to `prefix`, only under safe names and never through a symlink; an existing file is replaced only with
+        `overwrite`. Or pass `sink_factory` to consume the bytes (called once per attempt, from worker threads).
+        A key refused as a file name is reported for that object alone."""
         started = time.perf_counter()
         report = ReadReport(bucket, prefix)
         if sink_factory is None:
             if to_dir is None:
                 raise ValueError("give to_dir or sink_factory")
-            sink_factory = _FilesUnder(to_dir, prefix)
+            files = sink_factory = _FilesUnder(to_dir, prefix, overwrite=overwrite)
+            try:
+                return self.fetch(bucket, prefix, objects=objects, sink_factory=files, progress=progress)
+            finally:
+                files.close()
         try:
             store = self.store(bucket)
             if objects is None:
@@ -394,8 +410,13 @@ class DatasetReader:
 
         jobs: list[Callable[[], None]] = []
         positional = getattr(sink_factory, "positional", False)
+        refuse = getattr(sink_factory, "refuse", None)
         for obj, result in zip(objects, report.results, strict=True):
-            if positional and obj.etag and obj.size >= self.large_threshold:
+            reason = refuse(obj.key) if refuse else None
+            if reason:
+                result.error = f"Refused: {reason}"
+                done(result)
+            elif positional and obj.etag and obj.size >= self.large_threshold:
                 ranged = _Ranged(self, store, obj, result, sink_factory, done)
                 jobs += [functools.partial(ranged.part, i) for i in range(ranged.parts)]
             else:
@@ -421,7 +442,7 @@ class DatasetReader:
                     sink, received = sink_factory(obj.key), 0
                     if size <= self.chunk_size:  # one call for a small body
                         data = got.bytes()
-                        sink.write(data if type(sink) is FileSink else data.to_bytes())
+                        sink.write(data if isinstance(sink, FileSink) else data.to_bytes())
                         received = len(data)
                     else:
                         for chunk in got.stream(self.chunk_size):
@@ -557,24 +578,98 @@ def _run(jobs: list[Callable[[], None]], threads: int) -> None:
         worker.join()
 
 
+# A key's path components a reader writes to disk (README: security model): no leading dot (.git, .ssh, .bashrc),
+# no backslash, colon, NUL or control character (Windows paths, alternate streams), each short enough to leave room
+# for the temp suffix (".<name>.<32 hex>.part") within the file system's 255 bytes.
+SAFE_COMPONENT = re.compile(r"[A-Za-z0-9_+=@,~-][A-Za-z0-9_.+=@,~ -]*")
+MAX_COMPONENT_BYTES = 255 - len(".." + "0" * 32 + ".part")
+MAX_PATH_BYTES = 4000
+
+
+def unsafe_name(relative: str) -> str | None:
+    """Why a key (relative to the dataset's prefix) may not become a file, or None if it may."""
+    parts = relative.split("/")
+    if not relative or relative.endswith("/"):
+        return "a folder marker, not a file"
+    if len(relative.encode()) > MAX_PATH_BYTES:
+        return "the path is too long"
+    for part in parts:
+        if part in ("", ".", ".."):
+            return f"an empty, '.' or '..' path component in {relative!r}"
+        if not SAFE_COMPONENT.fullmatch(part):
+            return f"component {part[:60]!r} is not a safe file name (no leading dot, no \\ : NUL or control " \
+                   "characters)"
+        if len(part.encode()) > MAX_COMPONENT_BYTES:
+            return f"component {part[:40]!r}... is longer than {MAX_COMPONENT_BYTES} bytes"
+    return None
+
+
+class UnsafeTarget(ValueError):
+    """The directory to write into is not empty (and --overwrite was not given), or is not a directory."""
+
+
+def check_target(root: str | Path, *, overwrite: bool = False) -> None:
+    """Refuse a target that is a file, a symlink, or a non-empty directory without `overwrite`."""
+    path = Path(root)
+    if path.is_symlink():
+        raise UnsafeTarget(f"{root} is a symlink: give the directory itself")
+    if path.exists() and not path.is_dir():
+        raise UnsafeTarget(f"{root} is not a directory")
+    if path.is_dir() and not overwrite and any(path.iterdir()):
+        raise UnsafeTarget(f"{root} is not empty: give an empty or new directory, or --overwrite to add to it "
+                           "(existing files are then replaced, symlinks never followed)")
+
+
 class _FilesUnder:
-    """Sink factory: key -> file under root, relative to the dataset prefix. Checked lexically (no filesystem
-    calls per key): a key with `..` or an absolute path cannot write outside the root."""
+    """Sink factory: key -> file under root, relative to the dataset prefix. Only safe names (`unsafe_name`), and
+    every directory is opened relative to the root with O_NOFOLLOW, so a symlink inside the target is never
+    followed; without `overwrite` an existing file is never replaced."""
 
     positional = True
 
-    def __init__(self, root: str | Path, prefix: str) -> None:
-        self.root, self.prefix = os.path.abspath(root), prefix
-        self._made: set[str] = set()
+    def __init__(self, root: str | Path, prefix: str, *, overwrite: bool = False) -> None:
+        self.root, self.prefix, self.overwrite = os.path.abspath(root), prefix, overwrite
+        os.makedirs(self.root, exist_ok=True)
+        self._dirs: dict[tuple[str, ...], int] = {(): os.open(self.root, _DIR_FLAGS)}
+        self._lock = threading.Lock()
+
+    def relative(self, key: str) -> str:
+        return key[len(self.prefix):] if key.startswith(self.prefix) else key
+
+    def refuse(self, key: str) -> str | None:
+        return unsafe_name(self.relative(key))
 
     def __call__(self, key: str) -> Sink:
-        relative = key[len(self.prefix):] if key.startswith(self.prefix) else key
-        parts = [p for p in relative.split("/") if p not in ("", ".")]
-        if not parts or ".." in parts:
-            raise ValueError(f"key {key!r} would write outside {self.root}")
-        target = os.path.join(self.root, *parts)
-        parent = os.path.dirname(target)
-        if parent not in self._made:
-            os.makedirs(parent, exist_ok=True)
-            self._made.add(parent)
-        return FileSink(target)
+        reason = self.refuse(key)
+        if reason:
+            raise UnsafeName(reason)
+        *folders, name = self.relative(key).split("/")
+        return FileSink(name, dir_fd=self._dir(tuple(folders)), overwrite=self.overwrite)
+
+    def _dir(self, folders: tuple[str, ...]) -> int:
+        with self._lock:
+            return self._dir_locked(folders)
+
+    def _dir_locked(self, folders: tuple[str, ...]) -> int:
+        fd = self._dirs.get(folders)
+        if fd is not None:
+            return fd
+        parent = self._dir_locked(folders[:-1])
+        try:
+            os.mkdir(folders[-1], 0o777, dir_fd=parent)
+        except FileExistsError:
+            pass
+        fd = self._dirs[folders] = os.open(folders[-1], _DIR_FLAGS, dir_fd=parent)  # ELOOP on a symlink
+        return fd
+
+    def close(self) -> None:
+        for fd in self._dirs.values():
+            os.close(fd)
+        self._dirs.clear()
+
+
+class UnsafeName(ValueError):
+    """A key the reader will not write as a file (reported for that object)."""
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

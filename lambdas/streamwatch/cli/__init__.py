@@ -154,19 +154,25 @@ class ProgressBar:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from streamwatch.reader import DatasetReader
+    from streamwatch.reader import DatasetReader, UnsafeTarget, check_target
 
     settings = Settings.from_env(os.environ)
     bucket = args.bucket or os.environ.get("STREAMWATCH_RES_BUCKET")
     if not bucket:
         raise InputError("no bucket: give --bucket (or set STREAMWATCH_RES_BUCKET)")
+    if args.concurrency is not None and args.concurrency < 1:
+        raise InputError(f"--concurrency {args.concurrency}: give 1 or more")
+    try:  # the target first: before anything reaches the network
+        check_target(args.to, overwrite=args.overwrite)
+    except UnsafeTarget as exc:
+        raise InputError(f"--to {exc}") from None
     prefix = args.prefix if args.prefix is not None else settings.rules.rule_for(args.dataset).prefix_of(args.dataset)
     check_bucket(bucket, args.endpoint_url)
     kwargs = {"concurrency": args.concurrency} if args.concurrency else {}
     reader = DatasetReader(max_attempts=args.max_attempts, endpoint_url=args.endpoint_url, **kwargs)
     objects = reader.list(bucket, prefix)
     bar = ProgressBar(len(objects))
-    report = reader.fetch(bucket, prefix, objects=objects, to_dir=args.to, progress=bar)
+    report = reader.fetch(bucket, prefix, objects=objects, to_dir=args.to, progress=bar, overwrite=args.overwrite)
     if bar.tty:
         print(file=sys.stderr)
     print(f"s3://{bucket}/{prefix} -> {args.to}: {len(report.ok)}/{len(report.results)} objects, "
@@ -265,7 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fetch", help="download a dataset in parallel, with retries and a per-object report")
     p.add_argument("dataset", help="dataset id (its prefix from the dataset rules), or anything with --prefix")
-    p.add_argument("--to", required=True, help="directory to write into (files appear whole or not at all)")
+    p.add_argument("--to", required=True, help="a new or empty directory to write into (files appear whole or not "
+                   "at all; only safe names, never through a symlink)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty directory, replacing files "
+                   "of the same name")
     p.add_argument("--bucket", help="default: $STREAMWATCH_RES_BUCKET")
     p.add_argument("--prefix", help="read this prefix instead of the dataset's")
     p.add_argument("--concurrency", type=int, help="requests in flight: objects, or ranges of large ones (default 64)")
