@@ -11,6 +11,7 @@ import itertools
 from dataclasses import replace
 
 import aws_cdk as cdk
+import jsii
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
@@ -22,7 +23,6 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from constructs import Construct
@@ -41,11 +41,32 @@ from streamwatch.store import LIST_INDEX, LIST_PK, LIST_SK, PK, SK, TTL_ATTRIBUT
 TABLE_REPORTS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem",
                  "dynamodb:Query", "dynamodb:BatchGetItem")  # producer reports and run registration
 ERROR_OUTPUT = "!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
+STARTER_CONCURRENCY = 5
 MAX_OUTPUT_CHARS = 4000  # a CloudFormation output value holds at most 4 KB
 
 
 class StreamwatchPropsError(ValueError):
     """Props that contradict each other (an existing resource and props for a new one, ...)."""
+
+
+@jsii.implements(s3.IBucketNotificationDestination)
+class _QueueDestination:
+    """S3 -> SQS, with the queue policy AWS recommends for S3: both aws:SourceArn (the bucket) and
+    aws:SourceAccount (S3 User Guide, "Granting permissions to publish event notification messages to a
+    destination"); CDK's SqsDestination checks the ARN only."""
+
+    def __init__(self, queue) -> None:
+        self.queue = queue
+
+    def bind(self, scope, bucket) -> s3.BucketNotificationDestinationConfig:
+        self.queue.add_to_resource_policy(iam.PolicyStatement(
+            principals=[iam.ServicePrincipal("s3.amazonaws.com")],
+            actions=["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"], resources=[self.queue.queue_arn],
+            conditions={"ArnLike": {"aws:SourceArn": bucket.bucket_arn},
+                        "StringEquals": {"aws:SourceAccount": Stack.of(bucket).account}}))
+        return s3.BucketNotificationDestinationConfig(arn=self.queue.queue_arn,
+                                                      type=s3.BucketNotificationDestinationType.QUEUE,
+                                                      dependencies=[self.queue])
 
 
 def _other_stack(resource, scope) -> bool:
@@ -163,7 +184,7 @@ class Streamwatch(Construct):
             self.notification_queue, batch_size=settings.monitor_batch_size,
             max_batching_window=(Duration.seconds(settings.monitor_batch_window_s)
                                  if settings.monitor_batch_window_s else None),
-            report_batch_item_failures=True))
+            report_batch_item_failures=True, max_concurrency=settings.monitor_max_concurrency))
         self.table.grant_read_write_data(self.monitor)
         for prefix in self.watched_prefixes:  # reads objects to find records, and the error output
             self.bucket.grant_read(self.monitor, f"{prefix}*")
@@ -178,10 +199,17 @@ class Streamwatch(Construct):
         self.observer = self._function("Observer", settings=settings, resources=resources,
                                        recursive_loop=lambda_.RecursiveLoop.ALLOW).function
         self.observer.add_event_source(sources.SqsEventSource(self.observer_queue, batch_size=10,
-                                                              report_batch_item_failures=True))
+                                                              report_batch_item_failures=True,
+                                                              max_concurrency=settings.observer_max_concurrency))
         self.table.grant_read_write_data(self.observer)
         self.observer_queue.grant_send_messages(self.observer)
         self.event_bus.grant_put_events_to(self.observer)
+        if event_bus is None:  # only the observer may put streamwatch's events on a bus of ours
+            self.event_bus.add_to_resource_policy(iam.PolicyStatement(
+                sid="OnlyTheObserverPutsStreamwatchEvents", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+                actions=["events:PutEvents"], resources=[self.event_bus.event_bus_arn],
+                conditions={"ForAnyValue:StringEquals": {"events:source": [SOURCE]},
+                            "ArnNotEquals": {"aws:PrincipalArn": self.observer.role.role_arn}}))
         cdk.aws_iam.Grant.add_to_principal(  # the backlog check reads the notifications queue's depth
             grantee=self.observer, actions=["sqs:GetQueueAttributes"],
             resource_arns=[self.notification_queue.queue_arn])
@@ -191,6 +219,8 @@ class Streamwatch(Construct):
         self.webhook_dlq = self._webhook(settings.callback_url) if settings.callback_url else None
         self.consumer, self.consumer_dlq = (self._example_consumer(settings, resources)
                                             if settings.example_consumer else (None, None))
+
+        self._writers_only(settings)
 
         # --- operations -----------------------------------------------------------------------------------
         self.alarm_topic = alarm_topic
@@ -210,6 +240,20 @@ class Streamwatch(Construct):
         return StreamwatchFunction(self, id, service=self.service_name, handler=spec.handler,
                                    timeout_s=spec.timeout_s, memory_mb=spec.memory_mb,
                                    layers=[self._layers[name] for name in spec.layers], **kwargs)
+
+    def _writers_only(self, settings: Settings) -> None:
+        """A bucket the construct creates: under the stream's prefix and the error output, only the stream's role
+        (and the example consumer, for its markers) may write. Anyone else who can write to the bucket cannot
+        forge records, fail a dataset or get it declared early. For a bucket you pass, docs/security.md has the
+        same statement to add to its policy."""
+        if self.node.try_find_child("Data") is None or getattr(self, "stream_role", None) is None:
+            return
+        writers = [self.stream_role.role_arn] + ([self.consumer.role.role_arn] if self.consumer is not None else [])
+        prefixes = sorted({settings.rules.stream_rule.literal_prefix, settings.error_prefix or "errors/"})
+        self.bucket.add_to_resource_policy(iam.PolicyStatement(
+            sid="OnlyTheStreamWritesWatchedPrefixes", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+            actions=["s3:PutObject"], resources=[self.bucket.arn_for_objects(f"{p}*") for p in prefixes],
+            conditions={"ArnNotEquals": {"aws:PrincipalArn": writers}}))
 
     def _shared_bucket(self, bucket: s3.IBucket) -> s3.IBucket:
         owner, prefix = Stack.of(bucket), f"{Stack.of(self).stack_name}-{self.node.addr[:10]}"
@@ -257,15 +301,37 @@ class Streamwatch(Construct):
             processors.append(firehose.MetadataExtractionProcessor.jq16(rule.jq_query()))
         processors.append(firehose.AppendDelimiterToRecordProcessor())
         error_prefix = (settings.error_prefix or "errors/") + ERROR_OUTPUT
-        destination = firehose.S3Bucket(  # with a KMS key, Firehose's role may encrypt with it (GenerateDataKey)
+        self.stream_role = self._stream_role(rule.literal_prefix, settings.error_prefix or "errors/")
+        logs = cdk.aws_logs.LogGroup(self, "StreamLogs", removal_policy=RemovalPolicy.DESTROY,
+                                     retention=cdk.aws_logs.RetentionDays.ONE_MONTH)
+        logs.grant_write(self.stream_role)
+        destination = firehose.S3Bucket(
             self.bucket, data_output_prefix=rule.firehose_prefix(), error_output_prefix=error_prefix,
             buffering_interval=Duration.seconds(settings.buffer_interval_s),
             buffering_size=cdk.Size.mebibytes(settings.buffer_size_mib),
             dynamic_partitioning=firehose.DynamicPartitioningProps(enabled=True) if partitioned else None,
-            processors=processors, encryption_key=self.bucket_key)
+            processors=processors, encryption_key=self.bucket_key, logging_config=firehose.EnableLogging(logs),
+            role=self.stream_role.without_policy_updates())  # CDK's grants (Delete*, List*) never reach it
+        if self.bucket_key is not None:  # with a KMS key, Firehose's role encrypts with it (GenerateDataKey)
+            self.bucket_key.grant_encrypt_decrypt(self.stream_role)
         self.dynamic_partitioning = partitioned
         return firehose.DeliveryStream(self, "Stream", destination=destination,
                                        encryption=firehose.StreamEncryption.aws_owned_key())
+
+    def _stream_role(self, data_prefix: str, error_prefix: str) -> iam.Role:
+        """What AWS documents for a Firehose S3 destination ("Grant Firehose access to an Amazon S3 destination"),
+        objects limited to the prefixes it writes; assumable by Firehose for this account only."""
+        stack = Stack.of(self)
+        role = iam.Role(self, "StreamRole", assumed_by=iam.ServicePrincipal(
+            "firehose.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": stack.account}}),
+            description="Firehose delivery into the watched prefixes and the error output")
+        role.add_to_policy(iam.PolicyStatement(
+            actions=["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"],
+            resources=[self.bucket.bucket_arn]))
+        role.add_to_policy(iam.PolicyStatement(
+            actions=["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
+            resources=[self.bucket.arn_for_objects(f"{p}*") for p in sorted({data_prefix, error_prefix})]))
+        return role
 
     def _producers(self, settings: Settings, resources: Resources) -> None:
         """Producers may only put to the stream, write their report items and nudge the observer. The run
@@ -280,8 +346,8 @@ class Streamwatch(Construct):
         self.delivery_stream.grant_put_records(self.producer)
         self.table.grant(self.producer, *TABLE_REPORTS)
         self.observer_queue.grant_send_messages(self.producer)
-        self.starter = self._function(
-            "Starter", settings=settings,
+        self.starter = self._function(  # a few runs start at once; each fans out to at most max_producers_per_run
+            "Starter", settings=settings, reserved_concurrent_executions=STARTER_CONCURRENCY,
             resources=replace(resources, producer_function=self.producer.function_name)).function
         self.table.grant(self.starter, *TABLE_REPORTS)
         self.observer_queue.grant_send_messages(self.starter)
@@ -294,7 +360,7 @@ class Streamwatch(Construct):
             for prefix in notification_filters(self.watched_prefixes):  # S3 matches filters on the encoded key
                 filters = [s3.NotificationKeyFilter(prefix=prefix)] if prefix else []
                 self.bucket.add_event_notification(s3.EventType.OBJECT_CREATED,
-                                                   s3n.SqsDestination(self.notification_queue), *filters)
+                                                   _QueueDestination(self.notification_queue), *filters)
             self.object_events_rule = None
             return
         self._owner_bucket.enable_event_bridge_notification()

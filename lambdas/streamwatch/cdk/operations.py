@@ -167,6 +167,16 @@ class Operations(Construct):
         functions((watch.observer, "Observer"), (watch.scheduler, "Scheduler"))
         silence = cloudwatch.Metric(namespace="streamwatch", metric_name="ChainSilenceSeconds", statistic="Maximum",
                                     period=HEARTBEAT_PERIOD, dimensions_map={"service": service})
+        observing = cloudwatch.Metric(namespace="streamwatch", metric_name="DatasetsObserving", statistic="Maximum",
+                                      period=PERIOD, dimensions_map={"service": service})
+        started = cloudwatch.Metric(namespace="streamwatch", metric_name="DatasetsStarted", statistic="Sum",
+                                    period=Duration.hours(1), dimensions_map={"service": service})
+        custom("OpenDatasets",
+               (observing, "Observing", settings.max_open_datasets, GT,
+                "more datasets observed at once than max_open_datasets: a writer opening datasets at will? (each "
+                "one costs a chain, an event and whatever listens to it; require_registration stops it)"),
+               (started, "StartedPerHour", settings.max_open_datasets, GT,
+                "more datasets started in an hour than max_open_datasets"))
         custom("Heartbeat", (silence, "ChainSilence", t["chain_silence_s"], GT,
                              "an observed dataset has had no observer tick for longer than a chain ever waits (its "
                              "chain died; `streamwatch status` shows which), or the heartbeat itself stopped"),

@@ -18,18 +18,40 @@ from aws_lambda_powertools.metrics import MetricUnit
 from streamwatch import aws
 from streamwatch.client import Run
 from streamwatch.deployment import Deployment
+from streamwatch.errors import InputError
 from streamwatch.handlers.common import environment
+from streamwatch.ids import check_dataset_id, check_producer_id
 from streamwatch.producing import load_record_source
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 
 
-def producer_list(event: dict, default_count: int) -> list[dict]:
-    producers = event.get("producers", default_count)
+def producer_list(event: dict, settings) -> list[dict]:
+    """The producers a start_run asks for, within the settings' caps (a request past them fans out nothing)."""
+    producers = event.get("producers", settings.producer_count)
+    per = event.get("records_per_producer", 1000)
+    if isinstance(producers, bool) or not isinstance(producers, int | list):
+        raise InputError(f"producers={producers!r}: a count or a list of {{producer_id, records}}")
+    count = producers if isinstance(producers, int) else len(producers)
+    if not 1 <= count <= settings.max_producers_per_run:
+        raise InputError(f"producers={count}: allowed 1..{settings.max_producers_per_run} "
+                         "(setting max_producers_per_run)")
     if isinstance(producers, int):
-        per = int(event.get("records_per_producer", 1000))
-        return [{"producer_id": f"p{i + 1}", "records": per} for i in range(producers)]
-    return [{**p, "producer_id": str(p["producer_id"])} for p in producers]
+        listed = [{"producer_id": f"p{i + 1}", "records": per} for i in range(producers)]
+    else:
+        listed = [{**p, "producer_id": check_producer_id(p.get("producer_id")), "records": p.get("records", per)}
+                  if isinstance(p, dict) else _not_a_producer(p) for p in producers]
+    for p in listed:
+        records = p["records"]
+        if isinstance(records, bool) or not isinstance(records, int) or not 0 <= records <= \
+                settings.max_records_per_producer:
+            raise InputError(f"records={records!r} for producer {p['producer_id']}: allowed 0.."
+                             f"{settings.max_records_per_producer} (setting max_records_per_producer)")
+    return listed
+
+
+def _not_a_producer(value) -> dict:
+    raise InputError(f"producer {value!r}: expected {{producer_id, records}}")
 
 
 @logger.inject_lambda_context
@@ -40,7 +62,8 @@ def handler(event: dict, context) -> dict:
     deployment = Deployment(settings, resources)
     action = event.get("action")
     if action == "start_run":
-        producers = producer_list(event, settings.producer_count)
+        check_dataset_id(event.get("dataset_id"))
+        producers = producer_list(event, settings)
         Run.start(event["dataset_id"], [p["producer_id"] for p in producers], resources=resources, settings=settings,
                   expected_by=event.get("expected_by"))
         for p in producers:

@@ -1,0 +1,93 @@
+"""Who may write what, as the template says it: only the stream's role writes the watched prefix and the error
+output, only the observer puts streamwatch's events on a bus of ours, Firehose gets what AWS documents on the
+prefixes it writes, S3 may notify the queue only from this bucket and account, and bursts are capped."""
+
+from __future__ import annotations
+
+import json
+
+import aws_cdk as cdk
+import pytest
+
+from stacks.observer_stack import ObserverStack
+from streamwatch.settings import Settings
+from tests.infra.aws_rules import props, ref, resources
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    from aws_cdk.assertions import Template
+    return Template.from_stack(ObserverStack(cdk.App(), "Sec", settings=Settings())).to_json()
+
+
+def role_of(template: dict, function: str) -> str:
+    """The role of one of limits.FUNCTIONS (Monitor, Observer, Producer, ...), by its logical id."""
+    (fn,) = [f for k, f in resources(template, "AWS::Lambda::Function").items() if k.startswith(f"Watch{function}")]
+    return ref(props(fn)["Role"])
+
+
+def test_only_the_streams_role_and_the_consumer_write_the_watched_prefix_and_the_error_output(template):
+    (policy,) = resources(template, "AWS::S3::BucketPolicy").values()
+    (deny,) = [s for s in props(policy)["PolicyDocument"]["Statement"]
+               if s["Effect"] == "Deny" and s["Action"] == "s3:PutObject"]
+    assert deny["Effect"] == "Deny" and deny["Principal"] == {"AWS": "*"} and deny["Action"] == "s3:PutObject"
+    text = json.dumps(deny["Resource"])
+    assert "/data/dataset=*" in text and "/errors/*" in text
+    writers = json.dumps(deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"])
+    assert "WatchStreamRole" in writers and role_of(template, "Consumer") in writers
+    assert role_of(template, "Producer") not in writers and role_of(template, "Monitor") not in writers
+
+
+def test_only_the_observer_puts_streamwatch_events_on_the_bus(template):
+    statements = [json.loads(props(p)["Statement"]) if isinstance(props(p).get("Statement"), str)
+                  else props(p)["Statement"] for p in resources(template, "AWS::Events::EventBusPolicy").values()]
+    (deny,) = [s for s in statements if s.get("Sid", "").endswith("OnlyTheObserverPutsStreamwatchEvents")]
+    assert deny["Effect"] == "Deny" and deny["Action"] == "events:PutEvents"
+    assert deny["Condition"]["ForAnyValue:StringEquals"] == {"events:source": ["streamwatch"]}
+    assert role_of(template, "Observer") in json.dumps(deny["Condition"]["ArnNotEquals"])
+
+
+def test_firehose_gets_what_aws_documents_for_an_s3_destination_on_the_prefixes_it_writes(template):
+    role = next(k for k in resources(template, "AWS::IAM::Role") if k.startswith("WatchStreamRole"))
+    assume = props(resources(template)[role])["AssumeRolePolicyDocument"]["Statement"][0]
+    assert assume["Principal"] == {"Service": "firehose.amazonaws.com"} and "aws:SourceAccount" in json.dumps(assume)
+    statements = [s for p in resources(template, "AWS::IAM::Policy").values() if {"Ref": role} in props(p)["Roles"]
+                  for s in props(p)["PolicyDocument"]["Statement"]]
+    s3 = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+          if a.startswith("s3:")}
+    assert s3 == {"s3:AbortMultipartUpload", "s3:GetBucketLocation", "s3:GetObject", "s3:ListBucket",
+                  "s3:ListBucketMultipartUploads", "s3:PutObject"}
+    objects = json.dumps([s["Resource"] for s in statements if "s3:PutObject" in s["Action"]])
+    assert "/data/dataset=*" in objects and "/errors/*" in objects and '"/*"' not in objects
+
+
+def test_s3_may_notify_the_queue_only_from_this_bucket_and_account(template):
+    statements = [s for p in resources(template, "AWS::SQS::QueuePolicy").values()
+                  for s in props(p)["PolicyDocument"]["Statement"]
+                  if s.get("Principal") == {"Service": "s3.amazonaws.com"}]
+    assert statements and all("aws:SourceArn" in json.dumps(s["Condition"]) and
+                              "aws:SourceAccount" in json.dumps(s["Condition"]) for s in statements)
+
+
+def test_bursts_are_capped(template):
+    caps = {ref(props(m)["FunctionName"]): props(m).get("ScalingConfig", {}).get("MaximumConcurrency")
+            for m in resources(template, "AWS::Lambda::EventSourceMapping").values()}
+    assert sorted(caps.values()) == [20, 20]
+    starter = next(f for f in resources(template, "AWS::Lambda::Function").values()
+                   if "Starter" in json.dumps(props(f).get("Role")))
+    assert props(starter)["ReservedConcurrentExecutions"] == 5
+
+
+@pytest.mark.parametrize("event, message", [
+    ({"producers": 5000}, "allowed 1..100 (setting max_producers_per_run)"),
+    ({"producers": 0}, "allowed 1..100"),
+    ({"producers": True}, "a count or a list"),
+    ({"producers": 2, "records_per_producer": 10**12}, "setting max_records_per_producer"),
+    ({"producers": [{"producer_id": "p\n", "records": 1}]}, "producer id 'p\\n' is invalid"),
+])
+def test_the_starter_refuses_requests_past_its_caps(event, message):
+    from streamwatch.errors import InputError
+    from streamwatch.handlers.producer import producer_list
+    with pytest.raises(InputError) as caught:
+        producer_list(event, Settings())
+    assert message in str(caught.value)
