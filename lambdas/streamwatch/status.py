@@ -6,6 +6,7 @@ is a terminal; plain aligned text otherwise. Not part of the Lambda asset.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -31,7 +32,7 @@ class Row:
     rule: str = "default"
 
     def cells(self, now: float) -> list[str]:
-        return [self.dataset, self.status, f"{self.objects:,}", human_bytes(self.bytes),
+        return [printable(self.dataset), self.status, f"{self.objects:,}", human_bytes(self.bytes),
                 "-" if self.records is None else f"{self.records:,}", self.producers,
                 human_age(self.age_s), ago(self.last_object_at, now), ago(self.declared_at, now),
                 "yes" if self.overdue else ""]
@@ -41,6 +42,15 @@ class Row:
                 "records": self.records, "producers": self.producers, "age_s": self.age_s,
                 "last_object_at": iso(self.last_object_at), "declared_at": iso(self.declared_at),
                 "overdue": self.overdue, "rule": self.rule}
+
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """A value from the table as one visible line: control characters (ESC, newline) shown escaped, never sent
+    to the terminal, so a stored id cannot fake rows or recolour the screen."""
+    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def row(state: State, now: float) -> Row:
@@ -92,6 +102,7 @@ def plain(rows: list[Row], now: float | None = None) -> str:
 def rich_table(rows: list[Row], now: float | None = None, title: str | None = None):
     """A rich Table (rich is a CLI dependency; imported here, never by the Lambdas)."""
     from rich.table import Table
+    from rich.text import Text
 
     now = time.time() if now is None else now
     table = Table(title=title, header_style="bold")
@@ -99,7 +110,7 @@ def rich_table(rows: list[Row], now: float | None = None, title: str | None = No
         table.add_column(name, justify="right" if name in ("objects", "bytes", "records") else "left")
     colours = {"READY": "green", "FAILED": "red", "STALLED": "yellow", "OBSERVING": "cyan"}
     for r in rows:
-        cells = r.cells(now)
-        cells[1] = f"[{colours.get(r.status, 'white')}]{cells[1]}[/]"
+        cells = [Text(c) for c in r.cells(now)]  # Text: stored values are never read as rich markup
+        cells[1].stylize(colours.get(r.status, "white"))
         table.add_row(*cells)
     return table

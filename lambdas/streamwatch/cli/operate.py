@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from streamwatch.errors import InputError
 from streamwatch.events import iso
-from streamwatch.status import plain, rich_table, row
+from streamwatch.status import plain, printable, rich_table, row
 from streamwatch.store import Store, day_of
 
 STATUSES = ("OBSERVING", "WAITING", "READY", "FAILED", "STALLED")
@@ -100,12 +100,12 @@ def _detail(store: Store, dataset_id: str, now: float, as_json: bool) -> int:
         "events": {"sent": sorted(state.sent_events), "pending": sorted(state.pending)},
         "failure": state.failure,
     }
-    print(f"{dataset_id}: {detail['status']} (rule {state.rule}), {state.objects} objects, "
+    print(f"{printable(dataset_id)}: {detail['status']} (rule {state.rule}), {state.objects} objects, "
           f"{state.producers_done}/{max(state.producers_known, state.producers_expected or 0)} producers done")
     for key in ("started_at", "first_object_at", "last_object_at", "declared_at", "deadline_at", "overdue_at",
                 "window", "records", "declared", "failure", "events"):
         if detail.get(key) not in (None, "", []):
-            print(f"  {key}: {json.dumps(detail[key]) if not isinstance(detail[key], str) else detail[key]}")
+            print(f"  {key}: {json.dumps(detail[key]) if not isinstance(detail[key], str) else printable(detail[key])}")
     print(f"  chain: tick {state.tick}, {state.reads} reads")
     for p in detail["producers"]:
         sent = "-" if p["records_sent"] is None else p["records_sent"]
