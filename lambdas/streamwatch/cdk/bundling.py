@@ -39,26 +39,45 @@ def _ignore(patterns: list[str]):
 
 
 def pip_target(requirements: list[str]) -> Path:
-    """A directory holding `requirements` installed for the Lambda platform (built once per requirement set)."""
-    key = hashlib.sha256("\n".join([LAMBDA_PLATFORM, LAMBDA_PYTHON, *sorted(requirements)]).encode()).hexdigest()[:16]
+    """A directory holding `requirements` installed for the Lambda platform, built once per requirement set. A
+    requirement `-r FILE` is read with --require-hashes (the dependency layer: every wheel's hash pinned). The
+    cache is trusted only while its content is what was built: its digest is recorded next to it and checked on
+    every reuse; a changed cache is rebuilt."""
+    texts = [Path(r[3:]).read_text() if r.startswith("-r ") else r for r in requirements]
+    key = hashlib.sha256("\n".join([LAMBDA_PLATFORM, LAMBDA_PYTHON, *sorted(texts)]).encode()).hexdigest()[:16]
     target = CACHE / "lambda-deps" / key
+    digest = target.with_suffix(".sha256")
     if target.exists():
-        return target
+        if digest.exists() and digest.read_text().strip() == tree_digest(target):
+            return target
+        shutil.rmtree(target, ignore_errors=True)  # not what was built (or built before digests): build again
     target.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{key}-"))
+    args = [a for r in requirements for a in (["-r", r[3:], "--require-hashes"] if r.startswith("-r ") else [r])]
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
                "--platform", LAMBDA_PLATFORM, "--only-binary=:all:", "--python-version", LAMBDA_PYTHON,
-               "--implementation", "cp", "--target", str(building), *requirements]
+               "--implementation", "cp", "--target", str(building), *args]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         shutil.rmtree(building, ignore_errors=True)
         raise BundlingError(f"pip could not install {requirements} for {LAMBDA_PLATFORM} / Python {LAMBDA_PYTHON}: "
                             f"{result.stderr.strip()[-800:]}")
+    built = tree_digest(building)
     try:
         building.rename(target)
+        digest.write_text(built)
     except OSError:  # another synth built it meanwhile
         shutil.rmtree(building, ignore_errors=True)
     return target
+
+
+def tree_digest(root: Path) -> str:
+    """sha256 over every file's relative path and content, in order."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(root)).encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
 
 
 def requirements_in(path: Path) -> list[str]:
@@ -115,5 +134,5 @@ def producer_code(code_dir: str) -> cdk.aws_lambda.Code:
 
 def dependency_layer_code() -> cdk.aws_lambda.Code:
     """Third-party wheels for the Lambda platform under python/ (where Lambda puts layers on sys.path)."""
-    bundle = LocalBundle(requirements=requirements_in(LAMBDA_REQUIREMENTS), requirements_into="python")
+    bundle = LocalBundle(requirements=[f"-r {LAMBDA_REQUIREMENTS}"], requirements_into="python")
     return _bundled(LAMBDA_REQUIREMENTS.parent, bundle, exclude=["*", f"!{LAMBDA_REQUIREMENTS.name}"])
