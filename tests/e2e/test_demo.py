@@ -12,14 +12,15 @@ pytestmark = pytest.mark.e2e
 # Crashes at 12 % per invocation: a message still fails its 5 deliveries (-> DLQ, as designed) with probability
 # 0.12^5 = 2.5e-5, so a run that ends with something in a DLQ means a bug, not bad luck.
 CHAOS = Chaos(duplicate_notifications=0.7, duplicate_observer=0.6, put_failures=0.25, throttle=0.03, crash=0.12,
-              publish_failures=0.35, duplicate_records=0.4, resend_prefix=1.0)
+              publish_failures=0.35, duplicate_records=0.4, resend_prefix=1.0, hostile_writer=2.0)
 
 
 @pytest.mark.parametrize("mode, notifications", [("auto", "s3"), ("stability", "eventbridge")])
 def test_chaos_run_ends_exact_with_one_ready_per_dataset(mode, notifications):
     # Given every notification and observer message duplicated often, partial PutRecordBatch failures, throttled
     # DynamoDB calls, invocations that die, PutEvents lost after declarations, buffers Firehose writes twice, and
-    # producers retried after sending a third of their records
+    # producers retried after sending a third of their records, and another writer of the bucket dropping forged
+    # error output, error records naming ids no key holds and objects whose line never ends
     settings = Settings(mode=mode, buffer_interval_s=60, monitor_batch_size=20, monitor_batch_window_s=1)
     # When the small scenario runs (two datasets, one with a slow producer)
     summary = run_demo(settings, scenario=SMALL_SCENARIO, speed=60, chaos=CHAOS, timeout_s=45, log=lambda s: None,
@@ -38,6 +39,7 @@ def test_chaos_run_ends_exact_with_one_ready_per_dataset(mode, notifications):
             assert d["records_counted"] == d["records_persisted"]
     assert summary["dlq"] == {"notifications": 0, "observer": 0}
     assert summary["put_retries"] > 0 and summary["resent_records"] > 0
+    assert summary["hostile_objects"] > 0  # and none of them changed a count, failed a dataset or made a Ready
     pollers = summary["pollers"].values()
     assert sum(p["duplicates_sent"] for p in pollers) > 0
     assert sum(p["crashes"] for p in pollers) + summary["mid_batch_crashes"] > 0

@@ -190,6 +190,8 @@ def summarize(sb: Sandbox, store: Store, ids: list[str], chaos: Chaos, expect_fa
         for page in sb.s3.get_paginator("list_objects_v2").paginate(Bucket=sb.resources.bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 match = sb.settings.rules.match(obj["Key"])
+                if sb.chaos.hostile_writer and obj["Key"] not in written:
+                    continue  # the hostile writer's: no stream wrote it, so it is no part of the truth
                 if match and match.dataset_id in listing:
                     listing[match.dataset_id].append(obj["Key"])
                     landed[match.dataset_id].append(
@@ -253,7 +255,8 @@ def summarize(sb: Sandbox, store: Store, ids: list[str], chaos: Chaos, expect_fa
     return {"ok": all(r.ok for r in rows) and not any(dlq.values()) and not unexpected, "mode": sb.settings.mode,
             "notifications": sb.notifications, "dynamodb_calls_throttled": sb.throttled,
             "mid_batch_crashes": sb.mid_batch_crashes, "duplicated_objects": sb.firehose.duplicated_objects,
-            "resent_records": sb.resent_records, "datasets": [asdict(r) for r in rows], "dlq": dlq,
+            "resent_records": sb.resent_records, "hostile_objects": sb.hostile_objects,
+            "datasets": [asdict(r) for r in rows], "dlq": dlq,
             "pollers": pollers, "chaos": asdict(chaos), "firehose_error_records": sb.firehose.errors,
             "producer_errors": unexpected, "put_retries": sum(r.retries for r in sb.reports)}
 

@@ -62,11 +62,13 @@ class Chaos:
     publish_failures: float = 0.0  # PutEvents fails right after a declaration
     duplicate_records: float = 0.0  # Firehose writes a buffer again as a second object
     resend_prefix: float = 0.0  # a producer is retried and sends a prefix of its records again
+    hostile_writer: float = 0.0  # how often (per second) another writer of the bucket drops objects no stream
+    # writes: forged error output, error records naming ids no key holds, lines without end under a dataset
 
     @classmethod
     def everything(cls) -> Chaos:
         return cls(duplicate_notifications=0.6, duplicate_observer=0.5, put_failures=0.2, throttle=0.03,
-                   crash=0.15, publish_failures=0.3, duplicate_records=0.3, resend_prefix=0.5)
+                   crash=0.15, publish_failures=0.3, duplicate_records=0.3, resend_prefix=0.5, hostile_writer=1.0)
 
     def on(self) -> bool:
         return any(asdict(self).values())
@@ -188,6 +190,7 @@ class Sandbox:
         self.throttled = 0
         self.mid_batch_crashes = 0
         self.resent_records = 0
+        self.hostile_objects = 0
         self.crash_mid_batch = False  # set by the monitor's poller for the invocation it is about to run
         self.reports: list[ProducerReport] = []
         self.producer_errors: list[str] = []
@@ -242,6 +245,8 @@ class Sandbox:
                                                   daemon=True))
         if any(r.window_s and self.settings.for_rule(r).emit_empty for r in self.settings.rules.rules):
             self._threads.append(threading.Thread(target=self._schedule, name="schedules", daemon=True))
+        if self.chaos.hostile_writer:
+            self._threads.append(threading.Thread(target=self._hostile_writer, name="hostile", daemon=True))
         for t in self._threads:
             t.start()
         self.producers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="producer")
@@ -351,6 +356,39 @@ class Sandbox:
                 return original(*args, **kwargs)
             events_module.publish = flaky_publish
             self._restore.append(lambda: setattr(events_module, "publish", original))
+
+    def _hostile_writer(self) -> None:
+        """Another writer of the bucket (docs/security.md): what it drops must hurt nothing. In AWS the bucket
+        policy keeps it out of the watched prefixes; moto enforces no bucket policy, so here the monitor's own
+        checks are what stands: error objects not in Firehose's layout, error records naming ids no key holds,
+        and (where the monitor reads records) objects whose line never ends."""
+        from streamwatch.envelope import MAX_LINE_BYTES
+        rng, n, poisoned = random.Random(11), 0, set()
+        errors = self.settings.error_prefix or "errors/"
+        rule = self.settings.rules.stream_rule
+        reads = self.settings.for_rule(rule).mode in ("auto", "records")
+        forged = json.dumps({"attemptsMade": 1, "arrivalTimestamp": 1764547200000, "errorCode": "Forged",
+                             "rawData": base64.b64encode(b'{"dataset_id": "DATASET#x\\nfake"}').decode()})
+        while not self.stopping.wait(1 / self.chaos.hostile_writer):
+            n += 1
+            try:
+                choice = rng.choice(("foreign", "bad-id", "poison"))
+                if choice == "foreign":
+                    self.s3.put_object(Bucket=self.resources.bucket, Key=f"{errors}hostile/foreign-{n}",
+                                       Body=b'{"dataset_id": "victim"}\n')
+                elif choice == "bad-id":
+                    self.s3.put_object(Bucket=self.resources.bucket, Key=f"{errors}hostile/bad-id-{n}",
+                                       Body=forged.encode() + b"\n")
+                elif reads:
+                    listed = self.s3.list_objects_v2(Bucket=self.resources.bucket, Prefix=rule.literal_prefix)
+                    folders = {c["Key"].rsplit("/", 1)[0] for c in listed.get("Contents", [])} - poisoned
+                    for folder in sorted(folders)[:1]:
+                        poisoned.add(folder)
+                        self.s3.put_object(Bucket=self.resources.bucket, Key=f"{folder}/zz-hostile-{n}",
+                                           Body=b"x" * (MAX_LINE_BYTES + 1))
+                self.hostile_objects += 1
+            except Exception as exc:  # the run goes on; the summary says what it wrote
+                self.log(f"hostile writer: {exc!r}")
 
     def _read_events(self) -> None:
         while not self.stopping.is_set():
