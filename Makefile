@@ -9,7 +9,7 @@ PYTEST := $(BIN)/python -m pytest -n 2
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup checkov synth lint test test-unit test-handlers test-infra test-e2e demo bench dist clean
+.PHONY: setup checkov synth lint test test-unit test-handlers test-infra test-e2e test-security demo bench dist clean
 
 setup: .setup-stamp ## venv with pinned requirements, the streamwatch command, and the pinned CDK CLI
 
@@ -52,6 +52,9 @@ test-infra: setup ## the construct: templates, cdk-nag, the example app, the Lam
 
 test-e2e: setup ## the local run end to end, with chaos
 	$(PYTEST) tests/e2e tests/cli/test_commands.py tests/cli/test_put_refused.py
+
+test-security: setup ## the trust boundaries: a hostile writer, poison objects, fetch's safe names, who may write what
+	$(PYTEST) tests/security
 
 demo: setup ## the whole pipeline on this machine, no AWS account
 	$(BIN)/streamwatch demo

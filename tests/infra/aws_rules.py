@@ -109,6 +109,12 @@ def _allows_cloudwatch(statement: dict) -> bool:
             and ("aws:SourceArn" in conditions or "aws:SourceAccount" in conditions))
 
 
+def environments(template: dict) -> list[tuple[str, dict]]:
+    """(function, its environment variables) for every function of the template."""
+    return [(name, props(fn).get("Environment", {}).get("Variables", {}))
+            for name, fn in resources(template, "AWS::Lambda::Function").items()]
+
+
 ENV_LIMIT = 4096
 TOKEN_BYTES = 256  # a Ref / GetAtt at the longest name it can resolve to (a queue URL, a table name)
 
@@ -119,8 +125,7 @@ TOKEN_BYTES = 256  # a Ref / GetAtt at the longest name it can resolve to (a que
       "AWS Lambda Developer Guide, 'Lambda quotas' (gettingstarted-limits.html)")
 def lambda_environment_4kb(template: dict) -> list[str]:
     bad = []
-    for name, fn in resources(template, "AWS::Lambda::Function").items():
-        env = props(fn).get("Environment", {}).get("Variables", {})
+    for name, env in environments(template):
         size = sum(len(k.encode()) + (len(v.encode()) if isinstance(v, str) else TOKEN_BYTES) for k, v in env.items())
         if size > ENV_LIMIT:
             bad.append(f"{name}: environment of {size} bytes > 4 KB")
@@ -212,8 +217,8 @@ CREDENTIAL_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s@]+@|[?&](?:token|key|s
       "AWS Lambda Developer Guide, 'Securing Lambda environment variables' (configuration-envvars-encryption.html)")
 def no_credentials_in_environment(template: dict) -> list[str]:
     bad = []
-    for name, fn in resources(template, "AWS::Lambda::Function").items():
-        for key, value in props(fn).get("Environment", {}).get("Variables", {}).items():
+    for name, env in environments(template):
+        for key, value in env.items():
             text = value if isinstance(value, str) else json.dumps(value)
             if CREDENTIAL_URL.search(text) or (key.endswith(("_URL", "_WEBHOOK")) and "://" in text):
                 bad.append(f"{name}: {key} looks like a URL with credentials (or a webhook URL)")
