@@ -106,6 +106,7 @@ class Monitor:
         result = MonitorResult()
         self._rejected = result.skipped  # objects skipped for what they hold, by reason (the Skipped* metrics)
         owners: dict[tuple[str, str], set[str]] = {}  # (dataset or "", key) -> message ids announcing it
+        trusted = tuple(self.settings.trusted_writers)
         found: list[ObjectCreated] = []
         for message in messages:
             try:
@@ -117,6 +118,10 @@ class Monitor:
                 log.info("skipped notification record: %s", skip, extra={"message_id": message.message_id})
                 result.skipped[skip.reason] += 1
             for obj in objects:
+                if trusted and not obj.writer.startswith(trusted):  # another writer's: never counted
+                    log.info("skipped object %r written by %r", obj.key, obj.writer[:100])
+                    result.skipped["UntrustedWriter"] += 1
+                    continue
                 owners.setdefault((obj.dataset_id, obj.key), set()).add(message.message_id)
                 found.append(obj)
         if not found:

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 from streamwatch.settings import SQS_MAX_DELAY_S, Settings
 
-__all__ = ["SQS_MAX_DELAY_S", "FUNCTIONS", "DEPENDENCY_LAYER", "LAYER_PACKAGES", "Function", "MAX_RECEIVE_COUNT",
-           "MONITOR_TIMEOUT_S", "OBSERVER_TIMEOUT_S", "OBSERVER_VISIBILITY_S", "notification_visibility_s"]
+__all__ = ["SQS_MAX_DELAY_S", "FUNCTIONS", "TABLE_ACTIONS", "DEPENDENCY_LAYER", "LAYER_PACKAGES", "Function",
+           "MAX_RECEIVE_COUNT", "MONITOR_TIMEOUT_S", "OBSERVER_TIMEOUT_S", "OBSERVER_VISIBILITY_S",
+           "notification_visibility_s"]
 
 MAX_RECEIVE_COUNT = 5  # deliveries of a work-queue message before its DLQ
 DEPENDENCY_LAYER = "dependencies"  # the construct's layer of third-party wheels (cdk/lambda-requirements.txt)
@@ -33,6 +34,18 @@ FUNCTIONS = {
     "Starter": Function("producer", timeout_s=60),
     "Scheduler": Function("scheduler", timeout_s=120),
     "Consumer": Function("consumer", timeout_s=900, memory_mb=1769, layers=(DEPENDENCY_LAYER,)),
+}
+# The state table's IAM actions each function's code calls (a transaction's Put/Update/ConditionCheck count as
+# PutItem/UpdateItem/ConditionCheckItem): the construct grants exactly these, and tests/security records every
+# call each handler makes and checks it is this set.
+TABLE_ACTIONS = {
+    "Monitor": ("dynamodb:BatchGetItem", "dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Query",
+                "dynamodb:UpdateItem"),
+    "Observer": ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"),
+    "Producer": ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"),
+    "Starter": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
+    "Scheduler": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
+    "Consumer": (),
 }
 MONITOR_TIMEOUT_S = FUNCTIONS["Monitor"].timeout_s
 OBSERVER_TIMEOUT_S = FUNCTIONS["Observer"].timeout_s  # past it, an invocation that declared but did not publish died

@@ -25,7 +25,8 @@ def write_manifest(detail: dict, reader: DatasetReader, s3) -> dict:
     bucket, prefix = detail["bucket"], detail["prefix"]
     objects = data_objects(reader.list(bucket, prefix))
     report = reader.fetch(bucket, prefix, objects=objects, sink_factory=lambda key: LineCountSink())
-    if not report.complete:
+    refused = [{"key": r.key, "reason": r.error} for r in report.failed if (r.error or "").startswith("Refused:")]
+    if len(report.failed) > len(refused):  # a read that failed may succeed next time; a refused key never will
         raise IncompleteRead(json.dumps(report.summary())[:2000])
     entries = sorted(({"key": r.key, "size": r.bytes, "etag": r.etag, "records": r.records} for r in report.ok),
                      key=lambda e: e["key"])
@@ -34,7 +35,7 @@ def write_manifest(detail: dict, reader: DatasetReader, s3) -> dict:
     manifest = {
         "dataset_id": detail["dataset_id"], "bucket": bucket, "prefix": prefix, "objects": entries, "totals": totals,
         "declared": {k: detail.get(k) for k in ("objects", "bytes", "records", "declared_at", "mode", "event_id")},
-        "matches_declaration": totals["objects"] == detail.get("objects"),
+        "matches_declaration": totals["objects"] == detail.get("objects") and not refused, "refused": refused,
         "written_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     }
     s3.put_object(Bucket=bucket, Key=prefix + MANIFEST, Body=json.dumps(manifest, indent=1).encode(),

@@ -318,6 +318,32 @@ def list_objects(store: S3Store, prefix: str, max_attempts: int = 5,
             sleep(backoff_s(attempt - 1, base=0.1, cap=5.0))
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def unaddressable(key: str) -> str | None:
+    """Why obstore cannot read this key (its paths have no empty, '.' or '..' segment and no control character),
+    or None."""
+    if _CONTROL.search(key):
+        return "obstore cannot address a key with a control character"
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        return "obstore cannot address a key with an empty, '.' or '..' segment"
+    return None
+
+
+def _list_with_s3(bucket: str, prefix: str, endpoint_url: str | None) -> list[ObjectInfo]:
+    """ListObjectsV2 through boto3 (only when obstore refused the listing): every key, addressable or not."""
+    import boto3
+    from botocore.config import Config
+
+    from streamwatch.aws import RETRIES
+    client = boto3.client("s3", endpoint_url=endpoint_url, config=Config(retries=RETRIES))
+    out = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        out += [ObjectInfo(o["Key"], o["Size"], o.get("ETag", "")) for o in page.get("Contents", [])]
+    return out
+
+
 def stream_object(bucket: str, key: str, *, chunk_size: int = CHUNK, max_attempts: int = 5,
                   endpoint_url: str | None = None, sleep: Callable[[float], None] = time.sleep) -> Iterator[bytes]:
     """The object's bytes exactly as stored (a gzip object stays compressed: the caller inflates), in chunks of
@@ -374,7 +400,15 @@ class DatasetReader:
         return make_store(bucket, self.endpoint_url)
 
     def list(self, bucket: str, prefix: str) -> list[ObjectInfo]:
-        return list_objects(self.store(bucket), prefix, self.max_attempts, self.sleep)
+        """Every object under the prefix. obstore refuses a listing that holds a key it cannot address (`..`, an
+        empty segment, a control character): then the listing is made again with S3's own API, so such keys are
+        reported one by one (fetch refuses them) instead of failing the whole read."""
+        try:
+            return list_objects(self.store(bucket), prefix, self.max_attempts, self.sleep)
+        except ReadError as exc:
+            if "InvalidPath" not in str(exc):
+                raise
+            return _list_with_s3(bucket, prefix, resolve_endpoint(self.endpoint_url))
 
     def fetch(self, bucket: str, prefix: str = "", *, objects: list[ObjectInfo] | None = None,
               to_dir: str | Path | None = None, sink_factory: Callable[[str], Sink] | None = None,
@@ -412,7 +446,7 @@ class DatasetReader:
         positional = getattr(sink_factory, "positional", False)
         refuse = getattr(sink_factory, "refuse", None)
         for obj, result in zip(objects, report.results, strict=True):
-            reason = refuse(obj.key) if refuse else None
+            reason = unaddressable(obj.key) or (refuse(obj.key) if refuse else None)
             if reason:
                 result.error = f"Refused: {reason}"
                 done(result)

@@ -13,7 +13,7 @@ becomes the log line and the `Skipped<Reason>` metric), never failing the batch.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import unquote_plus
 
 from streamwatch.ids import valid_dataset_id
@@ -72,6 +72,7 @@ class ObjectCreated:
     window_start: float | None = None
     window_s: int | None = None
     error_output: bool = False  # an object of Firehose's error output, not data
+    writer: str = ""  # who wrote it, as the notification says: S3's userIdentity.principalId, EventBridge's requester
 
     @property
     def window_end(self) -> float | None:
@@ -136,8 +137,10 @@ def _from_record(record: object, *, bucket: str, rules: RuleSet, error_prefix: s
         size = int(obj.get("size", 0))
     except (KeyError, TypeError, ValueError) as exc:
         raise Skip("MalformedRecord", repr(exc)[:200]) from None
-    return _owned(record_bucket, key, size, str(obj.get("eTag", "")), str(record.get("eventTime", "")),
-                  bucket=bucket, rules=rules, error_prefix=error_prefix)
+    writer = record.get("userIdentity", {}).get("principalId", "") if isinstance(record.get("userIdentity"), dict) \
+        else ""
+    return replace(_owned(record_bucket, key, size, str(obj.get("eTag", "")), str(record.get("eventTime", "")),
+                          bucket=bucket, rules=rules, error_prefix=error_prefix), writer=str(writer))
 
 
 def _from_eventbridge(event: dict, *, bucket: str, rules: RuleSet, error_prefix: str) -> ObjectCreated:
@@ -153,8 +156,9 @@ def _from_eventbridge(event: dict, *, bucket: str, rules: RuleSet, error_prefix:
         raise Skip("MalformedRecord", repr(exc)[:200]) from None
     if not isinstance(key, str):
         raise Skip("MalformedRecord", "object key is not a string")
-    return _owned(record_bucket, key, size, str(obj.get("etag", "")), str(event.get("time", "")),
-                  bucket=bucket, rules=rules, error_prefix=error_prefix)
+    return replace(_owned(record_bucket, key, size, str(obj.get("etag", "")), str(event.get("time", "")),
+                          bucket=bucket, rules=rules, error_prefix=error_prefix),
+                   writer=str(detail.get("requester", "")))
 
 
 def _owned(record_bucket: str, key: str, size: int, etag: str, event_time: str, *, bucket: str,

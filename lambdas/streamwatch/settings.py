@@ -104,6 +104,10 @@ class Settings:
     require_registration: bool = _setting(False, "observe only datasets started with `run start` / Run.start; "
                                           "objects of any other dataset are skipped (SkippedUnregistered)",
                                           choices=(True, False))
+    trusted_writers: tuple = _setting((), "count only objects whose notification names one of these writers "
+                                      "(prefixes of S3's userIdentity.principalId, e.g. 'AWS:AROA...:' for the "
+                                      "stream's role id, or of EventBridge's requester); empty: every writer",
+                                      kind=tuple)
     max_open_datasets: int = _setting(1000, "alarm when more datasets than this are observed at once, or start in "
                                       "one hour", low=1, high=1_000_000)
     monitor_max_concurrency: int = _setting(20, "most monitor invocations at once (the SQS event source's maximum "
@@ -191,6 +195,9 @@ class Settings:
                                   or "{" in self.error_prefix):
             raise SettingsError(f"setting error_prefix={self.error_prefix!r} is invalid: a plain prefix ending with "
                                 "'/', e.g. 'errors/', or empty")
+        if not all(isinstance(w, str) and 0 < len(w) <= 256 for w in self.trusted_writers):
+            raise SettingsError(f"setting trusted_writers={list(self.trusted_writers)!r} is invalid: a list of "
+                                "non-empty principal id prefixes")
         if self.monitor_batch_size > 10 and self.monitor_batch_window_s < 1:
             raise SettingsError(f"setting monitor_batch_window_s={self.monitor_batch_window_s!r} is out of "
                                 "range: allowed 1..300 when monitor_batch_size > 10 (an SQS rule)")

@@ -155,7 +155,7 @@ def test_an_sse_kms_bucket_lets_readers_decrypt_and_writers_generate_data_keys()
         return out
     assert "kms:Decrypt" in actions_of("WatchMonitor")
     assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= actions_of("WatchConsumer")
-    assert any(a.startswith("kms:GenerateDataKey") for a in actions_of("S3DestinationRole"))
+    assert any(a.startswith("kms:GenerateDataKey") for a in actions_of("WatchStreamRole"))
 
 
 def test_an_imported_sse_kms_bucket_takes_its_key_as_a_prop():

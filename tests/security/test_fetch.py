@@ -15,8 +15,8 @@ from streamwatch.reader import DatasetReader, unsafe_name
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "data/dataset=d1/"
-# (keys with "..", NUL or control characters make obstore's listing fail whole: still open, see the issue)
-HOSTILE = [".git/config", ".bashrc", "sub/.ssh/authorized_keys", ".aws/config", "a\\b", "C:evil", "lead/ space",
+UNADDRESSABLE = ["x/\x00y", "bell\x07", "a/../../escape", "twice//slash"]  # obstore refuses their listing
+HOSTILE = [*UNADDRESSABLE, ".git/config", ".bashrc", "sub/.ssh/authorized_keys", ".aws/config", "a\\b", "C:evil", "lead/ space",
            "f" * 240]
 FINE = ["part-0", "2026/12/01/part-1.json.gz", "a b.txt"]
 
@@ -81,3 +81,18 @@ def test_the_cli_refuses_a_non_empty_target_before_touching_the_network(tmp_path
                              str(tmp_path)], capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 2 and "is not empty" in result.stderr and "--overwrite" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_consumer_writes_its_manifest_with_unaddressable_keys_listed_as_refused(moto_env):
+    import boto3
+
+    from streamwatch.manifest import write_manifest
+    _, local = moto_env()
+    s3 = boto3.client("s3")
+    for key in ("part-0", "a/../../escape", "bell\x07"):
+        s3.put_object(Bucket=local.resources.bucket, Key=PREFIX + key, Body=b'{"n":1}\n')
+    manifest = write_manifest({"dataset_id": "d1", "bucket": local.resources.bucket, "prefix": PREFIX,
+                               "objects": 3}, DatasetReader(), s3)
+    assert [e["key"] for e in manifest["objects"]] == [PREFIX + "part-0"]
+    assert sorted(r["key"] for r in manifest["refused"]) == sorted([PREFIX + "a/../../escape", PREFIX + "bell\x07"])
+    assert manifest["matches_declaration"] is False

@@ -180,3 +180,18 @@ def test_status_shows_stored_ids_escaped_never_as_markup_or_terminal_control():
     console.print(rich_table([row], now=0))
     shown = console.export_text()
     assert "[red]FAKE" in shown and "\x1b[2J" not in shown
+
+
+def test_with_trusted_writers_only_their_objects_count(moto_env):
+    from tests.conftest import s3_message, s3_record
+    settings, local = moto_env(Settings(mode="stability", trusted_writers=("AWS:AROASTREAMROLE:",)))
+    bucket = local.resources.bucket
+
+    def written_by(key: str, principal: str) -> str:
+        return s3_message({**s3_record(bucket, key), "userIdentity": {"principalId": principal}})
+    bodies = [written_by("data/dataset=d1/a", "AWS:AROASTREAMROLE:1764547200000"),
+              written_by("data/dataset=d1/b", "AWS:AROAOTHERTEAM:job"), written_by("data/dataset=d2/c", "")]
+    result = Monitor(settings, local.resources).process([Message(f"m{i}", b) for i, b in enumerate(bodies)])
+    assert result.skipped == {"UntrustedWriter": 2} and result.failed_message_ids == set()
+    assert Store(local.resources.table).get_state("d1").objects == 1
+    assert Store(local.resources.table).get_state("d2") is None

@@ -91,3 +91,23 @@ def test_the_starter_refuses_requests_past_its_caps(event, message):
     with pytest.raises(InputError) as caught:
         producer_list(event, Settings())
     assert message in str(caught.value)
+
+
+def test_grant_produce_gives_an_outside_producer_the_producers_grants_and_no_more():
+    from aws_cdk import aws_iam as iam
+    from aws_cdk.assertions import Template
+
+    from streamwatch.cdk import Streamwatch
+    from streamwatch.limits import TABLE_ACTIONS
+    stack = cdk.Stack(cdk.App(), "Outside")
+    watch = Streamwatch(stack, "Watch")
+    role = iam.Role(stack, "GlueJob", assumed_by=iam.ServicePrincipal("glue.amazonaws.com"))
+    watch.grant_produce(role)
+    template = Template.from_stack(stack).to_json()
+    logical = stack.get_logical_id(role.node.default_child)
+    actions = {a for p in resources(template, "AWS::IAM::Policy").values() if {"Ref": logical} in props(p)["Roles"]
+               for s in props(p)["PolicyDocument"]["Statement"]
+               for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert {"firehose:PutRecordBatch", "sqs:SendMessage", *TABLE_ACTIONS["Producer"]} <= actions
+    assert not any(a.startswith(("s3:", "events:")) for a in actions)
+    assert not {"dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:PutItem"} & actions

@@ -32,14 +32,18 @@ from streamwatch.cdk.nag import acknowledge
 from streamwatch.cdk.operations import Operations
 from streamwatch.cdk.parts import ARCHITECTURE, RUNTIME, QueueWithDlq, StreamwatchFunction
 from streamwatch.events import DETAIL_TYPES, READY, SOURCE
-from streamwatch.limits import DEPENDENCY_LAYER, FUNCTIONS, OBSERVER_VISIBILITY_S, notification_visibility_s
+from streamwatch.limits import (
+    DEPENDENCY_LAYER,
+    FUNCTIONS,
+    OBSERVER_VISIBILITY_S,
+    TABLE_ACTIONS,
+    notification_visibility_s,
+)
 from streamwatch.rules import MANIFEST, SUCCESS
 from streamwatch.s3_events import notification_filters, object_created_pattern, watched_prefixes
 from streamwatch.settings import Resources, Settings, SettingsError
 from streamwatch.store import LIST_INDEX, LIST_PK, LIST_SK, PK, SK, TTL_ATTRIBUTE
 
-TABLE_REPORTS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem",
-                 "dynamodb:Query", "dynamodb:BatchGetItem")  # producer reports and run registration
 ERROR_OUTPUT = "!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
 STARTER_CONCURRENCY = 5
 MAX_OUTPUT_CHARS = 4000  # a CloudFormation output value holds at most 4 KB
@@ -185,7 +189,7 @@ class Streamwatch(Construct):
             max_batching_window=(Duration.seconds(settings.monitor_batch_window_s)
                                  if settings.monitor_batch_window_s else None),
             report_batch_item_failures=True, max_concurrency=settings.monitor_max_concurrency))
-        self.table.grant_read_write_data(self.monitor)
+        self.table.grant(self.monitor, *TABLE_ACTIONS["Monitor"])
         for prefix in self.watched_prefixes:  # reads objects to find records, and the error output
             self.bucket.grant_read(self.monitor, f"{prefix}*")
         if self.bucket_key is not None:
@@ -201,7 +205,7 @@ class Streamwatch(Construct):
         self.observer.add_event_source(sources.SqsEventSource(self.observer_queue, batch_size=10,
                                                               report_batch_item_failures=True,
                                                               max_concurrency=settings.observer_max_concurrency))
-        self.table.grant_read_write_data(self.observer)
+        self.table.grant(self.observer, *TABLE_ACTIONS["Observer"])
         self.observer_queue.grant_send_messages(self.observer)
         self.event_bus.grant_put_events_to(self.observer)
         if event_bus is None:  # only the observer may put streamwatch's events on a bus of ours
@@ -344,12 +348,12 @@ class Streamwatch(Construct):
                                        retry_attempts=0,
                                        on_failure=destinations.SqsDestination(self.producer_failures.queue)).function
         self.delivery_stream.grant_put_records(self.producer)
-        self.table.grant(self.producer, *TABLE_REPORTS)
+        self.table.grant(self.producer, *TABLE_ACTIONS["Producer"])
         self.observer_queue.grant_send_messages(self.producer)
         self.starter = self._function(  # a few runs start at once; each fans out to at most max_producers_per_run
             "Starter", settings=settings, reserved_concurrent_executions=STARTER_CONCURRENCY,
             resources=replace(resources, producer_function=self.producer.function_name)).function
-        self.table.grant(self.starter, *TABLE_REPORTS)
+        self.table.grant(self.starter, *TABLE_ACTIONS["Starter"])
         self.observer_queue.grant_send_messages(self.starter)
         self.producer.grant_invoke(self.starter)
 
@@ -382,7 +386,7 @@ class Streamwatch(Construct):
         self.scheduler_failures = self._failures("SchedulerFailed")
         fn = self._function("Scheduler", settings=settings, resources=resources, retry_attempts=2,
                             on_failure=destinations.SqsDestination(self.scheduler_failures.queue)).function
-        self.table.grant_read_write_data(fn)
+        self.table.grant(fn, *TABLE_ACTIONS["Scheduler"])
         self.observer_queue.grant_send_messages(fn)
         for window_s in windows:  # open every window when it ends, empty ones included
             schedule = events.Schedule.cron(minute="0") if window_s == 3600 else events.Schedule.cron(minute="0",
@@ -394,6 +398,19 @@ class Streamwatch(Construct):
                         targets=[targets.LambdaFunction(
                             fn, event=events.RuleTargetInput.from_object({"action": "heartbeat"}), retry_attempts=2)])
         return fn
+
+    def grant_produce(self, grantee: iam.IGrantable) -> None:
+        """What a producer outside the construct needs (a Glue job, an ECS task, a CI role using the client or the
+        CLI): put records to the stream, write its report items, nudge the observer. Registering runs (`run
+        start`, Run.start) needs `grant_start` too."""
+        self.delivery_stream.grant_put_records(grantee)
+        self.table.grant(grantee, *TABLE_ACTIONS["Producer"])
+        self.observer_queue.grant_send_messages(grantee)
+
+    def grant_start(self, grantee: iam.IGrantable) -> None:
+        """What registering a run takes (the starter's table actions), beside grant_produce."""
+        self.table.grant(grantee, *TABLE_ACTIONS["Starter"])
+        self.observer_queue.grant_send_messages(grantee)
 
     # --- downstream ----------------------------------------------------------------------------------------
     def on_event(self, target: events.IRuleTarget, *detail_types: str) -> events.Rule:

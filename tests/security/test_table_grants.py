@@ -1,0 +1,142 @@
+"""Each function's table permissions are the calls its code makes, no more: every DynamoDB call each handler
+makes is recorded while it does all its work against the local run's table, and the template grants exactly
+those actions (IAM checks the actions inside a transaction one by one)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import aws_cdk as cdk
+import boto3
+import pytest
+
+from streamwatch import aws
+from streamwatch.limits import TABLE_ACTIONS
+from streamwatch.settings import Settings
+from tests.conftest import s3_message, s3_record, sqs_event
+from tests.handlers.conftest import T0, land_records, run_observer
+from tests.infra.aws_rules import props, resources
+
+IN_TRANSACTION = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+                  "ConditionCheck": "ConditionCheckItem"}
+
+
+@contextlib.contextmanager
+def recorded():
+    """The IAM actions of every DynamoDB call made inside, by any client made inside."""
+    actions: set[str] = set()
+
+    def record(model, params, **_):
+        if model.name == "TransactWriteItems":
+            actions.update(f"dynamodb:{IN_TRANSACTION[next(iter(item))]}" for item in params["TransactItems"])
+        else:
+            actions.add(f"dynamodb:{model.name}")
+    aws.reset()
+    boto3.setup_default_session()
+    boto3.DEFAULT_SESSION.events.register("before-parameter-build.dynamodb", record)
+    try:
+        yield actions
+    finally:
+        boto3.DEFAULT_SESSION.events.unregister("before-parameter-build.dynamodb", record)
+        aws.reset()
+
+
+def firehose_stream(local) -> None:
+    boto3.client("firehose").create_delivery_stream(
+        DeliveryStreamName=local.resources.stream, ExtendedS3DestinationConfiguration={
+            "BucketARN": f"arn:aws:s3:::{local.resources.bucket}",
+            "RoleARN": "arn:aws:iam::123456789012:role/firehose"})
+
+
+@pytest.fixture
+def data_path_calls(moto_env, context, fake_clock, monkeypatch):
+    """Start a run, produce, count records, duplicates and the error output, observe to Ready and past a deadline.
+    -> {function: actions}."""
+    from streamwatch.handlers import monitor, producer
+    settings, local = moto_env(Settings(mode="auto", deadline_s=600))
+    firehose_stream(local)
+    invoked = []
+    monkeypatch.setattr(aws, "client", _with_lambda(aws.client, invoked))
+    monkeypatch.setenv("STREAMWATCH_RES_PRODUCER_FUNCTION", "producer")
+    out = {}
+    with recorded() as out["Starter"]:
+        producer.handler({"action": "start_run", "dataset_id": "d1", "producers": 1, "records_per_producer": 3},
+                         context)
+        producer.handler({"action": "start_run", "dataset_id": "d1", "producers": 1}, context)  # retried
+    with recorded() as out["Producer"]:
+        producer.handler(json.loads(invoked[0]), context)
+        producer.handler(json.loads(invoked[0]), context)  # retried after its report
+    with recorded() as out["Monitor"]:
+        land_records(local, context, "d1", "part-0", "p1", range(3), at=T0)
+        land_records(local, context, "d2", "a", "p9", range(2), at=T0)
+        land_records(local, context, "d2", "a", "p9", range(2), at=T0)  # the same key again: a duplicate
+        key = "errors/processing-failed/x"
+        boto3.client("s3").put_object(Bucket=local.resources.bucket, Key=key, Body=b'{"attemptsMade":1,'
+                                      b'"arrivalTimestamp":1,"errorCode":"X","rawData":"e30="}\n')
+        response = monitor.handler(sqs_event([s3_message(s3_record(local.resources.bucket, key, 10))], sent_ts=T0),
+                                   context)
+        assert response == {"batchItemFailures": []}
+    with recorded() as out["Observer"]:
+        fake_clock.t = T0 + 1
+        run_observer(local, context, fake_clock)
+        fake_clock.t += 3 * 3600
+        run_observer(local, context, fake_clock)
+    return out
+
+
+def test_the_data_path_calls_exactly_what_each_function_is_granted(data_path_calls):
+    for function, actions in data_path_calls.items():
+        assert actions == set(TABLE_ACTIONS[function]), function
+
+
+def test_the_scheduler_calls_exactly_what_it_is_granted(moto_env, context, fake_clock):
+    from streamwatch.handlers import scheduler
+    moto_env(Settings(buffer_interval_s=60, datasets=({"pattern": "logs/{yyyy}/{MM}/{dd}/{HH}/", "name": "hourly",
+                                                        "mode": "window", "emit_empty": True},)))
+    with recorded() as actions:
+        fake_clock.t = T0 + 5
+        scheduler.handler({"action": "close_windows"}, context)
+        fake_clock.t = T0 + 3600 + 5
+        scheduler.handler({"action": "close_windows"}, context)
+        scheduler.handler({"action": "heartbeat"}, context)
+    assert actions == set(TABLE_ACTIONS["Scheduler"])
+
+
+def _with_lambda(real, invoked):
+    class Lambda:
+        def invoke(self, FunctionName, InvocationType, Payload):  # noqa: N803 (boto3 names)
+            invoked.append(Payload.decode())
+            return {"StatusCode": 202}
+
+    def client(service, *args, **kwargs):
+        return Lambda() if service == "lambda" else real(service, *args, **kwargs)
+    client.cache_clear = real.cache_clear
+    return client
+
+
+@pytest.fixture(scope="module")
+def granted() -> dict[str, set[str]]:
+    from aws_cdk.assertions import Template
+
+    from stacks.observer_stack import ObserverStack
+    template = Template.from_stack(ObserverStack(cdk.App(), "Grants", settings=Settings(datasets=(
+        {"pattern": "data/dataset={dataset_id}/", "name": "main"},
+        {"pattern": "logs/{yyyy}/{MM}/{dd}/{HH}/", "name": "hourly", "emit_empty": True})))).to_json()
+    out = {}
+    for name, fn in resources(template, "AWS::Lambda::Function").items():
+        function = next((f for f in TABLE_ACTIONS if name.startswith(f"Watch{f}")), None)
+        if function is None:
+            continue
+        role = props(fn)["Role"]["Fn::GetAtt"][0]
+        policies = [p for p in resources(template, "AWS::IAM::Policy").values() if {"Ref": role} in props(p)["Roles"]]
+        out[function] = {a for p in policies for s in props(p)["PolicyDocument"]["Statement"]
+                         for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+                         if a.startswith("dynamodb:")}
+    return out
+
+
+def test_the_template_grants_each_function_exactly_its_table_actions(granted):
+    assert set(granted) == set(TABLE_ACTIONS) and granted["Consumer"] == set()
+    for function, actions in granted.items():
+        assert actions == set(TABLE_ACTIONS[function]), function
