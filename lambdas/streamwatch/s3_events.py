@@ -13,7 +13,7 @@ becomes the log line and the `Skipped<Reason>` metric), never failing the batch.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
 from streamwatch.ids import valid_dataset_id
@@ -137,10 +137,10 @@ def _from_record(record: object, *, bucket: str, rules: RuleSet, error_prefix: s
         size = int(obj.get("size", 0))
     except (KeyError, TypeError, ValueError) as exc:
         raise Skip("MalformedRecord", repr(exc)[:200]) from None
-    writer = record.get("userIdentity", {}).get("principalId", "") if isinstance(record.get("userIdentity"), dict) \
-        else ""
-    return replace(_owned(record_bucket, key, size, str(obj.get("eTag", "")), str(record.get("eventTime", "")),
-                          bucket=bucket, rules=rules, error_prefix=error_prefix), writer=str(writer))
+    identity = record.get("userIdentity")
+    writer = str(identity.get("principalId", "")) if isinstance(identity, dict) else ""
+    return _owned(record_bucket, key, size, str(obj.get("eTag", "")), str(record.get("eventTime", "")),
+                  bucket=bucket, rules=rules, error_prefix=error_prefix, writer=writer)
 
 
 def _from_eventbridge(event: dict, *, bucket: str, rules: RuleSet, error_prefix: str) -> ObjectCreated:
@@ -156,18 +156,17 @@ def _from_eventbridge(event: dict, *, bucket: str, rules: RuleSet, error_prefix:
         raise Skip("MalformedRecord", repr(exc)[:200]) from None
     if not isinstance(key, str):
         raise Skip("MalformedRecord", "object key is not a string")
-    return replace(_owned(record_bucket, key, size, str(obj.get("etag", "")), str(event.get("time", "")),
-                          bucket=bucket, rules=rules, error_prefix=error_prefix),
-                   writer=str(detail.get("requester", "")))
+    return _owned(record_bucket, key, size, str(obj.get("etag", "")), str(event.get("time", "")),
+                  bucket=bucket, rules=rules, error_prefix=error_prefix, writer=str(detail.get("requester", "")))
 
 
 def _owned(record_bucket: str, key: str, size: int, etag: str, event_time: str, *, bucket: str,
-           rules: RuleSet, error_prefix: str) -> ObjectCreated:
+           rules: RuleSet, error_prefix: str, writer: str = "") -> ObjectCreated:
     if record_bucket != bucket:
         raise Skip("ForeignBucket", str(record_bucket)[:100])
     if error_prefix and key.startswith(error_prefix):
         return ObjectCreated(bucket=record_bucket, key=key, size=size, etag=etag, event_time=event_time,
-                             dataset_id="", error_output=True)
+                             dataset_id="", error_output=True, writer=writer)
     match = rules.match(key)
     if match is None:
         raise Skip("NotData", repr(key[:200]))
@@ -175,7 +174,7 @@ def _owned(record_bucket: str, key: str, size: int, etag: str, event_time: str, 
         raise Skip("InvalidDatasetId", repr(match.dataset_id[:200]))
     return ObjectCreated(bucket=record_bucket, key=key, size=size, etag=etag, event_time=event_time,
                          dataset_id=match.dataset_id, rule=match.rule.name, window_start=match.window_start,
-                         window_s=match.rule.window_s)
+                         window_s=match.rule.window_s, writer=writer)
 
 
 def watched_prefixes(rules: RuleSet, error_prefix: str = "") -> list[str]:
