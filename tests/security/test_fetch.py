@@ -16,8 +16,8 @@ from streamwatch.reader import DatasetReader, unsafe_name
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "data/dataset=d1/"
 UNADDRESSABLE = ["x/\x00y", "bell\x07", "a/../../escape", "twice//slash"]  # obstore refuses their listing
-HOSTILE = [*UNADDRESSABLE, ".git/config", ".bashrc", "sub/.ssh/authorized_keys", ".aws/config", "a\\b", "C:evil", "lead/ space",
-           "f" * 240]
+HOSTILE = [*UNADDRESSABLE, ".git/config", ".bashrc", "sub/.ssh/authorized_keys", ".aws/config", "a\\b", "C:evil",
+           "lead/ space", "f" * 240]
 FINE = ["part-0", "2026/12/01/part-1.json.gz", "a b.txt"]
 
 
