@@ -52,6 +52,10 @@ class MonitorResult:
     unattributed_error_records: int = 0
     dynamodb_requests: int = 0
     started: int = 0  # datasets whose observation this batch started
+    unscanned: list[str] = field(default_factory=list)  # keys counted as objects whose lines are unknown
+
+
+UNSCANNED = object()  # an object counted whose lines are unknown (see Monitor._unscanned_ok)
 
 
 def event_ts(event_time: str) -> float:
@@ -105,6 +109,7 @@ class Monitor:
     def _process(self, messages: list[Message]) -> MonitorResult:
         result = MonitorResult()
         self._rejected = result.skipped  # objects skipped for what they hold, by reason (the Skipped* metrics)
+        self._unscanned = result.unscanned
         owners: dict[tuple[str, str], set[str]] = {}  # (dataset or "", key) -> message ids announcing it
         trusted = tuple(self.settings.trusted_writers)
         found: list[ObjectCreated] = []
@@ -175,13 +180,32 @@ class Monitor:
         to_read = list({(o.dataset_id, o.key): o for o in found if self.reads_records(o.rule)}.values())
         scans = dict(self._map(lambda o: ((o.dataset_id, o.key), self._scan(o)), to_read))
         unreadable = [o for o in to_read if scans[(o.dataset_id, o.key)] is None]
-        for (_, key), scanned in scans.items():
+        by_key = {(o.dataset_id, o.key): o for o in to_read}
+        for where, scanned in scans.items():
             if isinstance(scanned, envelope.Rejected):
-                log.warning("skipped object %r: %s", key, scanned)
-                self._rejected[scanned.reason] += 1
-        counted = [convert(o, scans.get((o.dataset_id, o.key))) for o in found
-                   if not self.reads_records(o.rule) or isinstance(scans[(o.dataset_id, o.key)], envelope.Scan)]
+                if self._unscanned_ok(by_key[where].rule, scanned):
+                    log.info("object %r counted without its records: %s", where[1], scanned)
+                    self._unscanned.append(where[1])
+                    scans[where] = UNSCANNED
+                else:
+                    log.warning("skipped object %r: %s", where[1], scanned)
+                    self._rejected[scanned.reason] += 1
+        counted = []
+        for o in found:
+            scanned = scans.get((o.dataset_id, o.key))
+            if not self.reads_records(o.rule):
+                counted.append(convert(o, None))
+            elif scanned is UNSCANNED:
+                counted.append(convert(o, None))
+            elif isinstance(scanned, envelope.Scan):
+                counted.append(convert(o, scanned))
         return counted, unreadable
+
+    def _unscanned_ok(self, rule_name: str, rejected: envelope.Rejected) -> bool:
+        """A line without end in `auto` mode is an object of a stream without AppendDelimiter (records back to
+        back): it still counts as an object, its lines unknown. Only `records` mode needs the lines to prove
+        anything, so there it is skipped."""
+        return rejected.reason == "LineTooLong" and self.policy(rule_name).mode == "auto"
 
     def _scan(self, obj: ObjectCreated) -> envelope.Scan | envelope.Rejected | None:
         """The object's records; Rejected for one no Firehose stream writes (skipped, for itself alone); None if

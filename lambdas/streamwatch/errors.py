@@ -45,24 +45,46 @@ def is_close(name: str, known: Iterable[str], cutoff: float = 0.75) -> bool:
 
 
 MAX_ERROR_TEXT = 500
+_KEYLIKE = "A-Za-z0-9+/_-"
 _CREDENTIALS = [
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@"), r"\1***@"),  # user:password@ in a URL
     (re.compile(r"(?i)([?&;](?:token|key|secret|sig|signature|password|passwd|pwd|auth|access_token|api_key|apikey|"
                 r"x-amz-security-token|x-amz-signature|x-amz-credential)=)[^&\s#]+"), r"\1***"),
-    (re.compile(r"(?i)\b(authorization|bearer|token|secret|password|api[_-]?key)(\s*[:=]\s*|\s+)"
-                r"(?:bearer\s+)?[^\s,;'\"]{6,}"), r"\1\2***"),
+    # an Authorization header's whole value (Bearer, Basic, AWS4-HMAC-SHA256 Credential=..., Signature=...)
+    (re.compile(r"(?i)\b((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)[^\"'\n]+"), r"\1***"),
+    (re.compile(r"(?i)\b((?:bearer|basic)\s+)[A-Za-z0-9+/=._~-]{6,}"), r"\1***"),
+    # a secret after its name: password=x, "password": "x", secret_key: x, aws_secret_access_key = x
+    (re.compile(r"(?i)((?:token|secret|password|passwd|pwd|api[_-]?key|access[_-]?key|credentials?)[A-Za-z0-9_-]*"
+                r"[\"']?\s*[:=]\s*[\"']?)[^\s,;'\"&}]+"), r"\1***"),
     (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), "***"),  # AWS access key ids
     (re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*"), "***"),  # JWTs
-    (re.compile(r"\b(?=[A-Za-z0-9+/_-]*\d)(?=[A-Za-z0-9+/_-]*[A-Za-z])[A-Za-z0-9+/_-]{32,}={0,2}"), "***"),  # keys
 ]
+# long key-like strings: a run of 32+ key characters holding a digit and a letter (checked on the run, so the
+# scan stays linear: lookaheads at each position made it quadratic on a hostile text)
+_KEY_RUN = re.compile(rf"(?<![{_KEYLIKE}])[{_KEYLIKE}]{{32,}}={{0,2}}")
+_DIGIT, _LETTER = re.compile(r"\d"), re.compile(r"[A-Za-z]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _key_run(match: re.Match) -> str:
+    run = match.group(0)
+    return "***" if _DIGIT.search(run) and _LETTER.search(run) else run
 
 
 def scrub_error(text: object, limit: int = MAX_ERROR_TEXT) -> str:
     """A producer's error text as it may leave the process (DynamoDB, the bus, the webhook): credentials in
-    URLs, token-like query values, secrets after their names, access key ids, JWTs and long key-like strings
-    replaced by ***, control characters dropped, at most `limit` characters."""
-    out = _CONTROL.sub("", str(text))
+    URLs, token-like query values, Authorization values, secrets after their names, access key ids, JWTs and
+    long key-like strings replaced by ***, control characters dropped, at most `limit` characters.
+
+    Only a window of the text is scrubbed (time stays bounded whatever a producer raised), cut at its last
+    space so no secret is cut into a piece too short to recognise."""
+    raw = str(text)
+    window = 4 * limit
+    if len(raw) > window:
+        cut = raw.rfind(" ", 0, window)
+        raw = raw[:cut] if cut > 0 else raw[:window]
+    out = _CONTROL.sub("", raw)
     for pattern, replacement in _CREDENTIALS:
         out = pattern.sub(replacement, out)
+    out = _KEY_RUN.sub(_key_run, out)
     return out if len(out) <= limit else out[: limit - 3] + "..."

@@ -80,6 +80,20 @@ def test_a_poison_object_is_skipped_for_itself_alone(moto_env, small_limits, kin
         assert result.skipped == ({"LineTooLong": 1} if kind == "no-newline" else {"GzipBomb": 1})
 
 
+def test_in_auto_mode_an_object_without_newlines_still_counts(moto_env, small_limits):
+    # Given a stream without AppendDelimiter (records back to back) and a rule in auto mode
+    settings, local = moto_env(Settings(mode="auto"))
+    bucket = local.resources.bucket
+    put(bucket, "data/dataset=nodelim/part-0", b'{"i": 0}' * (envelope.MAX_LINE_BYTES // 8 + 10))
+    # When the monitor counts it
+    result, _ = count(local, settings)
+    # Then it is one object, its lines unknown, and nothing is skipped
+    state = Store(local.resources.table).get_state("nodelim")
+    assert state.objects == 1 and state.lines is None
+    assert result.unscanned == ["data/dataset=nodelim/part-0"] and not result.skipped
+    assert result.failed_message_ids == set()
+
+
 def test_the_scan_of_a_line_without_end_stops_at_the_cap_not_at_the_end_of_the_object():
     chunks_read = []
 
@@ -195,3 +209,31 @@ def test_with_trusted_writers_only_their_objects_count(moto_env):
     assert result.skipped == {"UntrustedWriter": 2} and result.failed_message_ids == set()
     assert Store(local.resources.table).get_state("d1").objects == 1
     assert Store(local.resources.table).get_state("d2") is None
+
+
+@pytest.mark.parametrize("text, secret", [
+    ('{"password": "hunter22", "user": "bob"}', "hunter22"),
+    ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA"),
+    ("Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261201, Signature=5d672d79c15b13162d9279b0855cfba6",
+     "5d672d79"),
+    ("secret_key: s3cr3tvalue", "s3cr3tvalue"),
+    ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI"),
+    ("401 from https://api.example.com/v1?api_key=abcd1234efgh", "abcd1234efgh"),
+    ("token rejected: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.sig", "eyJzdWIi"),
+])
+def test_error_text_scrubbing_catches_secrets_in_the_forms_they_take(text, secret):
+    from streamwatch.errors import scrub_error
+    assert secret not in scrub_error(text) and "***" in scrub_error(text)
+
+
+def test_error_text_scrubbing_reads_a_bounded_window_of_a_hostile_text(monkeypatch):
+    # A text built to make a regex backtrack ("a-" repeated made the old key pattern quadratic: 29 s)
+    from streamwatch import errors
+    seen = []
+    real = errors._CONTROL
+    monkeypatch.setattr(errors, "_CONTROL", type("Spy", (), {
+        "sub": staticmethod(lambda repl, s: (seen.append(len(s)), real.sub(repl, s))[1])})())
+    out = errors.scrub_error("a-" * 400_000)
+    assert seen == [4 * errors.MAX_ERROR_TEXT] and len(out) == errors.MAX_ERROR_TEXT
+    assert errors.scrub_error("plain error: connection refused to db.internal:5432") == (
+        "plain error: connection refused to db.internal:5432")

@@ -38,6 +38,8 @@ def handler(event: dict, context) -> dict:
         metrics.add_metric("ErrorOutputRecords", MetricUnit.Count, result.error_records)
     if result.unattributed_error_records:
         metrics.add_metric("ErrorOutputRecordsUnattributed", MetricUnit.Count, result.unattributed_error_records)
+    if result.unscanned:
+        metrics.add_metric("ObjectsNotScanned", MetricUnit.Count, len(result.unscanned))
     for reason, n in result.skipped.items():
         metrics.add_metric(metric_name("Skipped", reason), MetricUnit.Count, n)
 
