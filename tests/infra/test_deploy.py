@@ -5,6 +5,7 @@ layouts Firehose accepts, a bucket of another stack, SSE-KMS, and no webhook URL
 from __future__ import annotations
 
 import json
+import re
 
 import aws_cdk as cdk
 import pytest
@@ -127,9 +128,16 @@ def test_a_bucket_of_another_stack_is_watched_through_eventbridge_and_passes_cdk
     cdk.Validations.of(bucket).acknowledge(cdk.Acknowledgment(id="AwsSolutions::AwsSolutions-S1",
                                                               reason="the user's own bucket, not this test's"))
     watch = Streamwatch(cdk.Stack(app, "Watcher"), "Watch", bucket=bucket)
-    app.synth()  # cdk-nag findings would fail here
+    assembly = app.synth()  # cdk-nag findings would fail here
     template = json.loads((tmp_path / "Watcher.template.json").read_text())
-    assert "Fn::ImportValue" in json.dumps(template) and watch.object_events_rule is not None
+    assert watch.object_events_rule is not None
+    # Then every value it imports is exported by the bucket's stack, and that stack deploys first (cdk deploy
+    # --all orders stacks by their dependencies; an import of an export not deployed yet fails the deploy)
+    storage_template = json.loads((tmp_path / "Storage.template.json").read_text())
+    exported = {o["Export"]["Name"] for o in storage_template.get("Outputs", {}).values() if "Export" in o}
+    imported = set(re.findall(r'"Fn::ImportValue": "([^"]+)"', json.dumps(template)))
+    assert imported and imported <= exported
+    assert "Storage" in [d.id for d in assembly.get_stack_by_name("Watcher").dependencies]
 
 
 def test_s3_notifications_on_a_bucket_of_another_stack_are_refused_with_what_to_do():

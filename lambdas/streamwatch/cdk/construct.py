@@ -261,6 +261,9 @@ class Streamwatch(Construct):
 
     def _shared_bucket(self, bucket: s3.IBucket) -> s3.IBucket:
         owner, prefix = Stack.of(bucket), f"{Stack.of(self).stack_name}-{self.node.addr[:10]}"
+        # export_value(name=) adds no dependency between the stacks: without one, `cdk deploy --all` may deploy
+        # this stack first, and its Fn::ImportValue fails on an export that does not exist yet
+        Stack.of(self).add_stack_dependency(owner, "streamwatch imports the bucket's name and ARN")
         return s3.Bucket.from_bucket_attributes(
             self, "SharedBucket", bucket_arn=owner.export_value(bucket.bucket_arn, name=f"{prefix}-BucketArn"),
             bucket_name=owner.export_value(bucket.bucket_name, name=f"{prefix}-BucketName"))
