@@ -170,6 +170,22 @@ class Monitor:
                 kept.append(obj)
         return kept
 
+    def _registered_errors(self, per_dataset: dict[str, ErrorRecords], result: MonitorResult
+                           ) -> dict[str, ErrorRecords]:
+        """With require_registration, error records naming a dataset nobody started open nothing either (else an
+        error record would be a way around the registration a data object needs)."""
+        states, calls = self.store.get_states(set(per_dataset))
+        result.dynamodb_requests += calls
+        kept = {}
+        for dataset_id, errors in per_dataset.items():
+            state = states.get(dataset_id)
+            if state is None or state.registered_ts is None:
+                log.info("skipped %d error record(s) of unregistered dataset %r", errors.records, dataset_id)
+                result.skipped["UnregisteredErrorRecords"] += errors.records
+            else:
+                kept[dataset_id] = errors
+        return kept
+
     # --- reading objects ----------------------------------------------------------------------------------
     def _read(self, found: list[ObjectCreated]) -> tuple[list[CountedObject], list[ObjectCreated]]:
         """Objects of datasets whose rule counts records are scanned once each (duplicates in the batch too)."""
@@ -252,8 +268,10 @@ class Monitor:
                 log.warning("could not read error object %s: %r", obj.key, exc)
                 result.failed_message_ids |= owners[("", obj.key)]
                 continue
+            if self.settings.require_registration and per_dataset:
+                per_dataset = self._registered_errors(per_dataset, result)
             result.error_records += sum(e.records for e in per_dataset.values())
-            if self.store.count_errors(list(per_dataset.values()), now):
+            if per_dataset and self.store.count_errors(list(per_dataset.values()), now):
                 result.failed_message_ids |= owners[("", obj.key)]
             touched |= set(per_dataset)
         return touched

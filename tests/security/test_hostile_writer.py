@@ -171,6 +171,20 @@ def test_with_require_registration_only_started_datasets_are_observed(moto_env, 
     assert store.get_state("fresh-1") is None and store.get_state("fresh-2") is None
 
 
+def test_with_require_registration_error_records_open_no_dataset_either(moto_env):
+    # Given Firehose-shaped error records naming a registered dataset and a fresh one
+    from streamwatch.producing import start_run
+    settings, local = moto_env(Settings(mode="records", require_registration=True))
+    start_run(settings, local.resources, "registered", ["p0"])
+    put(local.resources.bucket, ERRORS + "s-1", b"\n".join(
+        firehose_error(json.dumps({"dataset_id": d}).encode()) for d in ("registered", "fresh", "fresh")) + b"\n")
+    result, _ = count(local, settings)
+    # Then only the registered dataset gets its error record; the fresh one is never created
+    store = Store(local.resources.table)
+    assert store.get_state("registered").error_records == 1 and store.get_state("fresh") is None
+    assert result.skipped == {"UnregisteredErrorRecords": 2} and result.failed_message_ids == set()
+
+
 def test_a_producers_error_text_is_scrubbed_before_it_leaves_the_process(moto_env):
     from streamwatch.client import Run
     settings, local = moto_env(Settings(mode="records"))
