@@ -39,6 +39,7 @@ writes such keys.
 
 from __future__ import annotations
 
+import errno
 import functools
 import math
 import os
@@ -46,6 +47,7 @@ import re
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -151,12 +153,14 @@ class FileSink(Sink):
     (obstore's Bytes too: no copy into a Python bytes first). With `dir_fd` (a directory opened without following
     symlinks) the names are relative to it and the temp file is opened with O_NOFOLLOW; without `overwrite` the
     commit links the file in and fails if the name exists (FileExistsError), so an existing file is never
-    replaced."""
+    replaced. The sink owns `dir_fd` (closed when it ends); `shown` is the path its result reports."""
 
     positional = True
 
-    def __init__(self, path: str | Path, *, dir_fd: int | None = None, overwrite: bool = True) -> None:
+    def __init__(self, path: str | Path, *, dir_fd: int | None = None, overwrite: bool = True,
+                 shown: str | None = None) -> None:
         self.path, self.dir_fd, self.overwrite = os.fspath(path), dir_fd, overwrite
+        self.shown = shown or self.path
         head, tail = os.path.split(self.path)
         self.tmp = os.path.join(head, f".{tail}.{uuid.uuid4().hex}.part")
         self.fd: int | None = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
@@ -184,14 +188,33 @@ class FileSink(Sink):
 
     def commit(self) -> dict:
         self._close()
-        if self.overwrite:
-            os.replace(self.tmp, self.path, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
-        else:
+        try:
+            if self.overwrite:
+                os.replace(self.tmp, self.path, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+            else:
+                self._commit_new()
+        finally:
+            self._close_dir()
+        return {"path": self.shown}
+
+    def _commit_new(self) -> None:
+        """Link the file in (fails if the name exists). A file system without hard links (FAT, some FUSE and
+        SMB mounts): claim the name with O_EXCL first, then rename over that claim."""
+        try:
             try:
                 os.link(self.tmp, self.path, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd, follow_symlinks=False)
-            finally:
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+                    raise
+                claim = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                0o666, dir_fd=self.dir_fd)  # FileExistsError: an existing file stays as it was
+                os.close(claim)
+                os.replace(self.tmp, self.path, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+        finally:
+            try:
                 os.unlink(self.tmp, dir_fd=self.dir_fd)
-        return {"path": self.path}
+            except FileNotFoundError:  # renamed into place
+                pass
 
     def abort(self) -> None:
         self._close()
@@ -199,10 +222,17 @@ class FileSink(Sink):
             os.unlink(self.tmp, dir_fd=self.dir_fd)
         except FileNotFoundError:
             pass
+        finally:
+            self._close_dir()
 
     def _close(self) -> None:
         if self.fd is not None:
             fd, self.fd = self.fd, None
+            os.close(fd)
+
+    def _close_dir(self) -> None:
+        if self.dir_fd is not None:
+            fd, self.dir_fd = self.dir_fd, None
             os.close(fd)
 
 
@@ -664,7 +694,7 @@ class _FilesUnder:
     def __init__(self, root: str | Path, prefix: str, *, overwrite: bool = False) -> None:
         self.root, self.prefix, self.overwrite = os.path.abspath(root), prefix, overwrite
         os.makedirs(self.root, exist_ok=True)
-        self._dirs: dict[tuple[str, ...], int] = {(): os.open(self.root, _DIR_FLAGS)}
+        self._dirs: OrderedDict[tuple[str, ...], int] = OrderedDict({(): os.open(self.root, _DIR_FLAGS)})
         self._lock = threading.Lock()
 
     def relative(self, key: str) -> str:
@@ -677,23 +707,33 @@ class _FilesUnder:
         reason = self.refuse(key)
         if reason:
             raise UnsafeName(reason)
-        *folders, name = self.relative(key).split("/")
-        return FileSink(name, dir_fd=self._dir(tuple(folders)), overwrite=self.overwrite)
+        relative = self.relative(key)
+        *folders, name = relative.split("/")
+        return FileSink(name, dir_fd=self._dir(tuple(folders)), overwrite=self.overwrite,
+                        shown=os.path.join(self.root, relative))
 
     def _dir(self, folders: tuple[str, ...]) -> int:
+        """A descriptor of its own for the folder (the sink closes it). Folders opened are kept for the next
+        object, the most recent OPEN_FOLDERS of them, so a dataset of many folders never runs out of
+        descriptors."""
         with self._lock:
-            return self._dir_locked(folders)
+            return os.dup(self._dir_locked(folders))
 
     def _dir_locked(self, folders: tuple[str, ...]) -> int:
         fd = self._dirs.get(folders)
         if fd is not None:
+            self._dirs.move_to_end(folders)
             return fd
         parent = self._dir_locked(folders[:-1])
         try:
             os.mkdir(folders[-1], 0o777, dir_fd=parent)
         except FileExistsError:
             pass
-        fd = self._dirs[folders] = os.open(folders[-1], _DIR_FLAGS, dir_fd=parent)  # ELOOP on a symlink
+        fd = os.open(folders[-1], _DIR_FLAGS, dir_fd=parent)  # ELOOP on a symlink
+        self._dirs[folders] = fd
+        while len(self._dirs) > OPEN_FOLDERS:
+            oldest = next(k for k in self._dirs if k and k != folders and k != folders[:-1])
+            os.close(self._dirs.pop(oldest))
         return fd
 
     def close(self) -> None:
@@ -706,4 +746,5 @@ class UnsafeName(ValueError):
     """A key the reader will not write as a file (reported for that object)."""
 
 
+OPEN_FOLDERS = 64
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -96,3 +96,41 @@ def test_the_consumer_writes_its_manifest_with_unaddressable_keys_listed_as_refu
     assert [e["key"] for e in manifest["objects"]] == [PREFIX + "part-0"]
     assert sorted(r["key"] for r in manifest["refused"]) == sorted([PREFIX + "a/../../escape", PREFIX + "bell\x07"])
     assert manifest["matches_declaration"] is False
+
+
+def test_each_result_names_the_file_it_wrote(endpoint, tmp_path):
+    report = fetch(endpoint, tmp_path)
+    written = {r.key[len(PREFIX):]: r.path for r in report.ok}
+    assert written == {key: str(tmp_path / key) for key in FINE}
+
+
+def test_on_a_file_system_without_hard_links_new_files_still_never_replace_existing_ones(endpoint, tmp_path,
+                                                                                         monkeypatch):
+    def no_links(*args, **kwargs):
+        raise PermissionError(1, "Operation not permitted")  # EPERM: what vfat and some FUSE mounts answer
+    monkeypatch.setattr(os, "link", no_links)
+    (tmp_path / "part-0").write_bytes(b"mine")
+    report = fetch(endpoint, tmp_path)
+    assert (tmp_path / "part-0").read_bytes() == b"mine"
+    assert (tmp_path / "a b.txt").read_bytes().startswith(b"payload")
+    assert [r.key for r in report.failed if "FileExists" in r.error] == [PREFIX + "part-0"]
+    assert not [p for p in tmp_path.rglob(".*.part")]
+
+
+def test_a_dataset_of_many_folders_needs_no_more_descriptors_than_a_few(tmp_path):
+    # Given 600 folders of one object each, and a process allowed 150 open files
+    script = f"""
+import resource, sys
+sys.path.insert(0, {str(ROOT / "lambdas")!r})
+from streamwatch.local.s3_endpoint import S3Endpoint
+from streamwatch.reader import DatasetReader
+with S3Endpoint() as ep:
+    for i in range(600):
+        ep.put("bkt", f"p/{{i:04d}}/part", b"x\\n")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (150, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    report = DatasetReader(concurrency=8, endpoint_url=ep.url).fetch("bkt", "p/", to_dir={str(tmp_path)!r})
+    print(len(report.ok), [r.error for r in report.failed][:3])
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    # Then every object lands (one descriptor per folder ran out at ~150 before)
+    assert result.stdout.split()[0] == "600", result.stdout + result.stderr[-2000:]
