@@ -209,9 +209,7 @@ class Monitor:
         counted = []
         for o in found:
             scanned = scans.get((o.dataset_id, o.key))
-            if not self.reads_records(o.rule):
-                counted.append(convert(o, None))
-            elif scanned is UNSCANNED:
+            if not self.reads_records(o.rule) or scanned is UNSCANNED:
                 counted.append(convert(o, None))
             elif isinstance(scanned, envelope.Scan):
                 counted.append(convert(o, scanned))
