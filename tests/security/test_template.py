@@ -50,7 +50,12 @@ def test_only_the_observer_puts_streamwatch_events_on_the_bus(template):
 def test_firehose_gets_what_aws_documents_for_an_s3_destination_on_the_prefixes_it_writes(template):
     role = next(k for k in resources(template, "AWS::IAM::Role") if k.startswith("WatchStreamRole"))
     assume = props(resources(template)[role])["AssumeRolePolicyDocument"]["Statement"][0]
-    assert assume["Principal"] == {"Service": "firehose.amazonaws.com"} and "aws:SourceAccount" in json.dumps(assume)
+    assert assume["Principal"] == {"Service": "firehose.amazonaws.com"}
+    assert assume["Condition"] == {"StringEquals": {"sts:ExternalId": {"Ref": "AWS::AccountId"}}}
+    # the stream is created after the role's policy (Firehose checks its access at creation)
+    (stream,) = resources(template, "AWS::KinesisFirehose::DeliveryStream").values()
+    policy = next(k for k, p in resources(template, "AWS::IAM::Policy").items() if {"Ref": role} in props(p)["Roles"])
+    assert policy in stream.get("DependsOn", [])
     statements = [s for p in resources(template, "AWS::IAM::Policy").values() if {"Ref": role} in props(p)["Roles"]
                   for s in props(p)["PolicyDocument"]["Statement"]]
     s3 = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
@@ -111,3 +116,13 @@ def test_grant_produce_gives_an_outside_producer_the_producers_grants_and_no_mor
     assert {"firehose:PutRecordBatch", "sqs:SendMessage", *TABLE_ACTIONS["Producer"]} <= actions
     assert not any(a.startswith(("s3:", "events:")) for a in actions)
     assert not {"dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:PutItem"} & actions
+
+
+def test_a_pattern_that_starts_with_a_field_warns_that_the_whole_bucket_is_write_denied():
+    from aws_cdk.assertions import Annotations, Match
+    stack = ObserverStack(cdk.App(), "Sec", settings=Settings(datasets=({"pattern": "{dataset_id}/"},)))
+    warnings = Annotations.from_stack(stack).find_warning(
+        "*", Match.string_like_regexp(".*starts with a field.*"))
+    assert len(warnings) == 1 and "data/" in json.dumps(warnings[0].entry.data)
+    quiet = ObserverStack(cdk.App(), "Sec", settings=Settings())
+    assert Annotations.from_stack(quiet).find_warning("*", Match.string_like_regexp(".*starts with a field.*")) == []

@@ -254,6 +254,12 @@ class Streamwatch(Construct):
             return
         writers = [self.stream_role.role_arn] + ([self.consumer.role.role_arn] if self.consumer is not None else [])
         prefixes = sorted({settings.rules.stream_rule.literal_prefix, settings.error_prefix or "errors/"})
+        if "" in prefixes:
+            cdk.Annotations.of(self).add_warning_v2(
+                "streamwatch:whole-bucket-write-deny",
+                f"the first rule's pattern {settings.rules.stream_rule.pattern!r} starts with a field, so the stream "
+                "writes anywhere in the bucket and only its role (and the consumer) may put objects into it: start "
+                "the pattern with a literal folder (e.g. data/) to leave the rest of the bucket to other writers")
         self.bucket.add_to_resource_policy(iam.PolicyStatement(
             sid="OnlyTheStreamWritesWatchedPrefixes", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
             actions=["s3:PutObject"], resources=[self.bucket.arn_for_objects(f"{p}*") for p in prefixes],
@@ -322,15 +328,21 @@ class Streamwatch(Construct):
         if self.bucket_key is not None:  # with a KMS key, Firehose's role encrypts with it (GenerateDataKey)
             self.bucket_key.grant_encrypt_decrypt(self.stream_role)
         self.dynamic_partitioning = partitioned
-        return firehose.DeliveryStream(self, "Stream", destination=destination,
-                                       encryption=firehose.StreamEncryption.aws_owned_key())
+        stream = firehose.DeliveryStream(self, "Stream", destination=destination,
+                                         encryption=firehose.StreamEncryption.aws_owned_key())
+        # Firehose checks its role's access when the stream is created; the role goes without CDK's policy
+        # updates, so the dependency on its policy CDK adds with them is added here
+        stream.node.add_dependency(self.stream_role)
+        return stream
 
     def _stream_role(self, data_prefix: str, error_prefix: str) -> iam.Role:
         """What AWS documents for a Firehose S3 destination ("Grant Firehose access to an Amazon S3 destination"),
         objects limited to the prefixes it writes; assumable by Firehose for this account only."""
         stack = Stack.of(self)
+        # the trust policy of the Firehose guides (and the CloudWatch Logs guide's Firehose role): sts:ExternalId
+        # is the account id, which Firehose passes when it assumes the role
         role = iam.Role(self, "StreamRole", assumed_by=iam.ServicePrincipal(
-            "firehose.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": stack.account}}),
+            "firehose.amazonaws.com", conditions={"StringEquals": {"sts:ExternalId": stack.account}}),
             description="Firehose delivery into the watched prefixes and the error output")
         role.add_to_policy(iam.PolicyStatement(
             actions=["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"],
