@@ -126,3 +126,17 @@ def test_a_pattern_that_starts_with_a_field_warns_that_the_whole_bucket_is_write
     assert len(warnings) == 1 and "data/" in json.dumps(warnings[0].entry.data)
     quiet = ObserverStack(cdk.App(), "Sec", settings=Settings())
     assert Annotations.from_stack(quiet).find_warning("*", Match.string_like_regexp(".*starts with a field.*")) == []
+
+
+def test_s3_notifications_from_a_bucket_of_another_account_name_the_owner_as_source_account():
+    from aws_cdk import aws_s3 as s3
+    from aws_cdk.assertions import Template
+
+    from streamwatch.cdk import Streamwatch
+    stack = cdk.Stack(cdk.App(), "Shared")
+    bucket = s3.Bucket.from_bucket_attributes(stack, "Theirs", bucket_name="theirs", account="111122223333")
+    Streamwatch(stack, "Watch", bucket=bucket, settings=Settings(notifications="s3"))
+    (statement,) = [s for p in resources(Template.from_stack(stack).to_json(), "AWS::SQS::QueuePolicy").values()
+                    for s in props(p)["PolicyDocument"]["Statement"]
+                    if s.get("Principal") == {"Service": "s3.amazonaws.com"}]
+    assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": "111122223333"}

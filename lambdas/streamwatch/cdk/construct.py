@@ -67,7 +67,7 @@ class _QueueDestination:
             principals=[iam.ServicePrincipal("s3.amazonaws.com")],
             actions=["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"], resources=[self.queue.queue_arn],
             conditions={"ArnLike": {"aws:SourceArn": bucket.bucket_arn},
-                        "StringEquals": {"aws:SourceAccount": Stack.of(bucket).account}}))
+                        "StringEquals": {"aws:SourceAccount": bucket.env.account}}))  # the bucket owner's
         return s3.BucketNotificationDestinationConfig(arn=self.queue.queue_arn,
                                                       type=s3.BucketNotificationDestinationType.QUEUE,
                                                       dependencies=[self.queue])
