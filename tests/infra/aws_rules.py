@@ -12,8 +12,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from streamwatch.s3_events import s3_url_encode
+from urllib.parse import quote_plus
 
 
 @dataclass(frozen=True)
@@ -43,6 +42,17 @@ def props(resource: dict) -> dict:
     return resource.get("Properties", {})
 
 
+def role_statements(template: dict, role: str) -> list[dict]:
+    """Every statement of the IAM policies attached to a role (its logical id)."""
+    return [s for p in resources(template, "AWS::IAM::Policy").values() if {"Ref": role} in props(p).get("Roles", [])
+            for s in props(p)["PolicyDocument"]["Statement"]]
+
+
+def actions(statements: list[dict], prefix: str = "") -> set[str]:
+    return {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+            if a.startswith(prefix)}
+
+
 def ref(value) -> str | None:
     """The logical id a value points at ({"Ref": id} or {"Fn::GetAtt": [id, attr]})."""
     if isinstance(value, dict):
@@ -68,9 +78,11 @@ def s3_filter_encoded(template: dict) -> list[str]:
             for target in config.get(kind, []):
                 for f in target.get("Filter", {}).get("Key", {}).get("FilterRules", []):
                     value = f.get("Value")
-                    if isinstance(value, str) and s3_url_encode(value) != value:
+                    # encoded on its own terms, not with the code under test: form encoding (a space is '+'),
+                    # '/' kept; stricter than S3 may be, which only makes a cut value safer
+                    if isinstance(value, str) and quote_plus(value, safe="/") != value:
                         bad.append(f"filter {f.get('Name')}={value!r} is not as S3 matches it (the key arrives "
-                                   f"encoded: {s3_url_encode(value)!r})")
+                                   f"encoded: {quote_plus(value, safe='/')!r})")
     return bad
 
 
@@ -174,8 +186,12 @@ def sqs_visibility(template: dict) -> list[str]:
         if queue in queues and fn in functions:
             visibility = props(queues[queue]).get("VisibilityTimeout", 30)
             timeout = props(functions[fn]).get("Timeout", 3)
-            if visibility < 6 * timeout:
-                bad.append(f"queue {queue}: visibility {visibility} s < 6 x {fn}'s timeout {timeout} s")
+            # the poller holds received messages while it gathers a batch, so their visibility clock runs during
+            # the batching window too: the window comes on top of the guide's 6x
+            window = props(mapping).get("MaximumBatchingWindowInSeconds", 0)
+            if visibility < 6 * timeout + window:
+                bad.append(f"queue {queue}: visibility {visibility} s < 6 x {fn}'s timeout {timeout} s + its "
+                           f"batching window {window} s")
     return bad
 
 

@@ -49,9 +49,14 @@ def no_on_failure_destination(t):  # main: the consumer's async failures were dr
         del t["Resources"][name]
 
 
-def short_visibility(t):
-    for queue in resources(t, "AWS::SQS::Queue").values():
-        queue["Properties"]["VisibilityTimeout"] = 60
+def short_visibility(t):  # exactly 6x the monitor's timeout, its batching window forgotten
+    monitor = next(k for k, r in resources(t, "AWS::Lambda::Function").items()
+                   if r["Properties"].get("Handler") == "streamwatch.handlers.monitor.handler")
+    (mapping,) = [m for m in resources(t, "AWS::Lambda::EventSourceMapping").values()
+                  if m["Properties"]["FunctionName"] == {"Ref": monitor}]
+    assert mapping["Properties"]["MaximumBatchingWindowInSeconds"] > 0
+    queue = mapping["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]
+    t["Resources"][queue]["Properties"]["VisibilityTimeout"] = 6 * _function(t, "monitor")["Properties"]["Timeout"]
 
 
 def other_runtime(t):

@@ -17,6 +17,7 @@ from stacks.observer_stack import ObserverStack
 from streamwatch.cdk import register_nag
 from streamwatch.cdk.operations import alarm_thresholds
 from streamwatch.settings import Settings
+from tests.infra.aws_rules import actions, role_statements
 
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOM = Settings(buffer_interval_s=120, buffer_size_mib=100, monitor_batch_size=500, monitor_batch_window_s=7,
@@ -53,18 +54,7 @@ def function_named(resources, handler_module):
 
 def policy_statements_of(resources, function_logical_id):
     role = resources[function_logical_id]["Properties"]["Role"]["Fn::GetAtt"][0]
-    statements = []
-    for policy in of_type(resources, "AWS::IAM::Policy").values():
-        if {"Ref": role} in policy["Properties"]["Roles"]:
-            statements += policy["Properties"]["PolicyDocument"]["Statement"]
-    return statements
-
-
-def actions_of(statements):
-    out = set()
-    for s in statements:
-        out.update(s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
-    return out
+    return role_statements({"Resources": resources}, role)
 
 
 def test_observer_may_loop_through_its_own_queue(resources):
@@ -73,7 +63,7 @@ def test_observer_may_loop_through_its_own_queue(resources):
     for fid, fn in of_type(resources, "AWS::Lambda::Function").items():
         if fid != obs_id:
             assert fn["Properties"].get("RecursiveLoop", "Terminate") == "Terminate"
-    assert "sqs:SendMessage" in actions_of(policy_statements_of(resources, obs_id))
+    assert "sqs:SendMessage" in actions(policy_statements_of(resources, obs_id))
 
 
 def test_sqs_consumers_report_partial_batch_failures_and_batch_per_settings(resources):
@@ -163,15 +153,15 @@ def test_least_privilege(resources):
     (obs_id, _), = function_named(resources, "observer")
     (mon_id, _), = function_named(resources, "monitor")
     producers = [k for k, _ in function_named(resources, "producer")]
-    observer = actions_of(policy_statements_of(resources, obs_id))
+    observer = actions(policy_statements_of(resources, obs_id))
     assert not any(a.startswith(("s3:", "firehose:")) for a in observer)
     assert {"events:PutEvents", "sqs:GetQueueAttributes"} <= observer
-    monitor = actions_of(policy_statements_of(resources, mon_id))
+    monitor = actions(policy_statements_of(resources, mon_id))
     assert not any(a.startswith("firehose:") for a in monitor)
     assert not any(a.startswith("s3:Put") or a.startswith("s3:Delete") for a in monitor)
     for pid in producers:
-        assert not any(a.startswith("s3:") for a in actions_of(policy_statements_of(resources, pid)))
-    producer_actions = actions_of(policy_statements_of(resources, producers[0]) +
+        assert not any(a.startswith("s3:") for a in actions(policy_statements_of(resources, pid)))
+    producer_actions = actions(policy_statements_of(resources, producers[0]) +
                                   policy_statements_of(resources, producers[1]))
     assert "firehose:PutRecordBatch" in producer_actions
     assert "dynamodb:DeleteItem" not in producer_actions and "dynamodb:Scan" not in producer_actions

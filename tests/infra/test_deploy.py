@@ -16,7 +16,7 @@ from aws_cdk.assertions import Annotations, Match, Template
 
 from streamwatch.cdk import Streamwatch, StreamwatchPropsError, register_nag
 from streamwatch.settings import Settings, SettingsError
-from tests.infra.aws_rules import RULES
+from tests.infra.aws_rules import RULES, actions, resources, role_statements
 
 
 def build(settings: Settings | None = None, **kwargs) -> tuple[cdk.Stack, Streamwatch]:
@@ -152,15 +152,11 @@ def test_an_sse_kms_bucket_lets_readers_decrypt_and_writers_generate_data_keys()
     key = kms.Key(stack, "Key", enable_key_rotation=True)
     watch = Streamwatch(stack, "Watch", bucket_props={"encryption": s3.BucketEncryption.KMS, "encryption_key": key})
     assert watch.bucket_key is key
-    policies = Template.from_stack(stack).find_resources("AWS::IAM::Policy")
+    template = Template.from_stack(stack).to_json()
 
     def actions_of(role_fragment: str) -> set[str]:
-        out = set()
-        for policy in policies.values():
-            if role_fragment in json.dumps(policy["Properties"]["Roles"]):
-                for s in policy["Properties"]["PolicyDocument"]["Statement"]:
-                    out.update([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
-        return out
+        roles = [k for k in resources(template, "AWS::IAM::Role") if k.startswith(role_fragment)]
+        return {a for role in roles for a in actions(role_statements(template, role))}
     assert "kms:Decrypt" in actions_of("WatchMonitor")
     assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= actions_of("WatchConsumer")
     assert any(a.startswith("kms:GenerateDataKey") for a in actions_of("WatchStreamRole"))

@@ -11,12 +11,14 @@ import aws_cdk as cdk
 import boto3
 import pytest
 
-from streamwatch import aws
+from streamwatch import aws, envelope
 from streamwatch.limits import TABLE_ACTIONS
 from streamwatch.settings import Settings
+from streamwatch.store import Store
 from tests.conftest import s3_message, s3_record, sqs_event
-from tests.handlers.conftest import T0, land_records, run_observer
-from tests.infra.aws_rules import props, resources
+from tests.handlers.conftest import T0, land_records, published, run_observer
+from tests.infra import aws_rules
+from tests.infra.aws_rules import props, resources, role_statements
 
 IN_TRANSACTION = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
                   "ConditionCheck": "ConditionCheckItem"}
@@ -103,6 +105,52 @@ def test_the_scheduler_calls_exactly_what_it_is_granted(moto_env, context, fake_
     assert actions == set(TABLE_ACTIONS["Scheduler"])
 
 
+def failing_source(request: dict):
+    """A record source that fails after a record (the producer reports failed)."""
+    yield {"n": 0}
+    raise ConnectionError("the source broke")
+
+
+def test_every_other_path_stays_within_the_grants(moto_env, context, fake_clock, monkeypatch):
+    """The paths the data path above does not take: a producer that fails, datasets that stall, one amended
+    after its declaration, one whose sequence numbers overflow the SEQS item."""
+    from streamwatch import store as store_module
+    from streamwatch.handlers import monitor, producer
+    settings, local = moto_env(Settings(mode="auto", min_objects=1, max_observation_s=1800,
+                                        record_source=f"{__name__}:failing_source"))
+    firehose_stream(local)
+    out: dict[str, set[str]] = {"Producer": set(), "Monitor": set(), "Observer": set()}
+    from streamwatch.producing import start_run
+    start_run(settings, local.resources, "failing", ["p1"])
+    with recorded() as actions, pytest.raises(ConnectionError):  # a source that raises: reported failed, raised
+        producer.handler({"action": "produce", "dataset_id": "failing", "producer_id": "p1", "records": 5}, context)
+    out["Producer"] |= actions
+    monkeypatch.setattr(store_module, "MAX_SEQS_BYTES", 64)
+    with recorded() as actions:  # objects of plain datasets, and sequence ranges past the SEQS item
+        land_records(local, context, "amend", "a", "p9", range(2), at=T0)
+        boto3.client("s3").put_object(Bucket=local.resources.bucket, Key="data/dataset=over/x", Body=b"".join(
+            envelope.wrap({"n": i}, "p1", 2 * i, {"dataset_id": "over"}) + b"\n" for i in range(20)))
+        response = monitor.handler(sqs_event([s3_message(s3_record(local.resources.bucket, "data/dataset=over/x",
+                                                                   10))], sent_ts=T0), context)
+        assert response == {"batchItemFailures": []}
+    out["Monitor"] |= actions
+    assert Store(local.resources.table).get_state("over").seqs_overflow
+    with recorded() as actions:  # Failed, then both others reach the hard cap (Stalled)
+        fake_clock.t = T0 + 1
+        run_observer(local, context, fake_clock)
+    out["Observer"] |= actions
+    with recorded() as actions:
+        land_records(local, context, "amend", "late", "p9", range(2, 4), at=fake_clock.t + 100)
+    out["Monitor"] |= actions
+    with recorded() as actions:
+        run_observer(local, context, fake_clock)
+    out["Observer"] |= actions
+    kinds = [e["detail-type"] for e in published(local)]
+    assert kinds == ["Dataset Failed", "Dataset Stalled", "Dataset Stalled", "Dataset Amended"], kinds
+    for function, actions in out.items():
+        assert actions and actions <= set(TABLE_ACTIONS[function]), (function, actions - set(TABLE_ACTIONS[function]))
+
+
 def _with_lambda(real, invoked):
     class Lambda:
         def invoke(self, FunctionName, InvocationType, Payload):  # noqa: N803 (boto3 names)
@@ -128,11 +176,7 @@ def granted() -> dict[str, set[str]]:
         function = next((f for f in TABLE_ACTIONS if name.startswith(f"Watch{f}")), None)
         if function is None:
             continue
-        role = props(fn)["Role"]["Fn::GetAtt"][0]
-        policies = [p for p in resources(template, "AWS::IAM::Policy").values() if {"Ref": role} in props(p)["Roles"]]
-        out[function] = {a for p in policies for s in props(p)["PolicyDocument"]["Statement"]
-                         for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
-                         if a.startswith("dynamodb:")}
+        out[function] = aws_rules.actions(role_statements(template, props(fn)["Role"]["Fn::GetAtt"][0]), "dynamodb:")
     return out
 
 

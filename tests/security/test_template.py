@@ -11,7 +11,7 @@ import pytest
 
 from stacks.observer_stack import ObserverStack
 from streamwatch.settings import Settings
-from tests.infra.aws_rules import props, ref, resources
+from tests.infra.aws_rules import actions, props, ref, resources, role_statements
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +56,8 @@ def test_firehose_gets_what_aws_documents_for_an_s3_destination_on_the_prefixes_
     (stream,) = resources(template, "AWS::KinesisFirehose::DeliveryStream").values()
     policy = next(k for k, p in resources(template, "AWS::IAM::Policy").items() if {"Ref": role} in props(p)["Roles"])
     assert policy in stream.get("DependsOn", [])
-    statements = [s for p in resources(template, "AWS::IAM::Policy").values() if {"Ref": role} in props(p)["Roles"]
-                  for s in props(p)["PolicyDocument"]["Statement"]]
-    s3 = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
-          if a.startswith("s3:")}
+    statements = role_statements(template, role)
+    s3 = actions(statements, "s3:")
     assert s3 == {"s3:AbortMultipartUpload", "s3:GetBucketLocation", "s3:GetObject", "s3:ListBucket",
                   "s3:ListBucketMultipartUploads", "s3:PutObject"}
     objects = json.dumps([s["Resource"] for s in statements if "s3:PutObject" in s["Action"]])
@@ -110,12 +108,10 @@ def test_grant_produce_gives_an_outside_producer_the_producers_grants_and_no_mor
     watch.grant_produce(role)
     template = Template.from_stack(stack).to_json()
     logical = stack.get_logical_id(role.node.default_child)
-    actions = {a for p in resources(template, "AWS::IAM::Policy").values() if {"Ref": logical} in props(p)["Roles"]
-               for s in props(p)["PolicyDocument"]["Statement"]
-               for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
-    assert {"firehose:PutRecordBatch", "sqs:SendMessage", *TABLE_ACTIONS["Producer"]} <= actions
-    assert not any(a.startswith(("s3:", "events:")) for a in actions)
-    assert not {"dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:PutItem"} & actions
+    granted = actions(role_statements(template, logical))
+    assert {"firehose:PutRecordBatch", "sqs:SendMessage", *TABLE_ACTIONS["Producer"]} <= granted
+    assert not any(a.startswith(("s3:", "events:")) for a in granted)
+    assert not {"dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:PutItem"} & granted
 
 
 def test_a_pattern_that_starts_with_a_field_warns_that_the_whole_bucket_is_write_denied():
