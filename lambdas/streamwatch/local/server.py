@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import urllib.request
 from contextlib import contextmanager
 
@@ -20,6 +21,7 @@ def moto_server():
     from moto.server import ThreadedMotoServer
 
     _match_s3_filters_as_aws()
+    _isolate_dynamodb_transactions()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -59,3 +61,27 @@ def _match_s3_filters_as_aws() -> None:
         return raw_matches(self, s3_url_encode(key_name))
     key_matches.as_aws = True
     Notification._key_matches = key_matches
+
+
+_DYNAMODB = threading.RLock()
+
+
+def _isolate_dynamodb_transactions() -> None:
+    """DynamoDB transactions are isolated: one that is cancelled changes nothing, and never touches what other
+    requests write meanwhile (DynamoDB Developer Guide, "Amazon DynamoDB Transactions: how it works", isolation
+    levels). moto's TransactWriteItems backs up each table it touches and, when cancelled, puts that backup back
+    whole, while its threaded server runs other requests at the same time: a write that landed in between (the
+    observer recording an event as sent, a declaration) is silently undone. In the local run that was the double
+    Ready with one event_id. Serialize moto's DynamoDB requests, so a transaction and its rollback see no one
+    else's writes, as in DynamoDB."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    if getattr(DynamoHandler.call_action, "isolated", False):
+        return
+    unlocked = DynamoHandler.call_action
+
+    def call_action(self):
+        with _DYNAMODB:
+            return unlocked(self)
+    call_action.isolated = True
+    DynamoHandler.call_action = call_action
