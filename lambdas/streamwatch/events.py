@@ -92,11 +92,15 @@ def detail(state: State, *, bucket: str, rules: RuleSet, policy: Policy, detail_
     return body
 
 
-def publish(bus: str, detail_type: str, body: dict, *, attempts: int = 5) -> None:
-    """PutEvents, resending a failed entry with backoff (botocore retries the call itself)."""
+def publish(bus: str, detail_type: str, body: dict, *, attempts: int = 5, until: float | None = None,
+            call_s: float = 0.0) -> None:
+    """PutEvents, resending a failed entry with backoff (botocore retries the call itself). With `until` (wall
+    clock: the publisher's lease), no call starts that could end after it (`call_s`: the longest one takes)."""
     client = aws.client("events")
     entry = {"Source": SOURCE, "DetailType": detail_type, "Detail": json.dumps(body), "EventBusName": bus}
     for attempt in range(attempts):
+        if until is not None and time.time() + call_s > until:
+            raise PublishError(f"{detail_type} for {body.get('dataset_id')} not published: its lease ends first")
         try:
             response = client.put_events(Entries=[entry])
         except (ClientError, BotoCoreError) as exc:  # after botocore's own retries: throttled, denied, unreachable

@@ -21,10 +21,11 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 from streamwatch import aws, clock, events
-from streamwatch.limits import OBSERVER_TIMEOUT_S, notification_visibility_s
+from streamwatch.limits import PUBLISH_BUDGET_S, PUBLISH_LEASE_S, notification_visibility_s
 from streamwatch.policy import Decision, Policy, complete_now, decide
 from streamwatch.rules import RuleError
 from streamwatch.settings import SQS_MAX_DELAY_S, Resources, Settings
@@ -52,8 +53,13 @@ class PublishInFlight(RuntimeError):
 
 class Observer:
     def __init__(self, settings: Settings, resources: Resources, store: Store | None = None, *,
-                 lease_s: float = 2 * OBSERVER_TIMEOUT_S) -> None:
-        self.settings, self.resources, self.lease_s = settings, resources, lease_s
+                 lease_s: float = PUBLISH_LEASE_S, remaining_s: Callable[[], float] | None = None) -> None:
+        """`remaining_s`: the invocation's time left (Lambda's context), so no PutEvents starts that its
+        invocation's end could cut between the event going out and its record."""
+        self.settings, self.resources, self.lease_s, self.remaining_s = settings, resources, lease_s, remaining_s
+        # a lease with less than this left is not published on (scaled with the lease in the local run)
+        self.budget_s = lease_s * PUBLISH_BUDGET_S / PUBLISH_LEASE_S
+        self.fenced = 0  # events published whose lease another publisher had taken over by the time they were
         self.rules = settings.rules
         self.store = store or Store.from_settings(settings, resources)
         self._policies: dict[str, tuple[Policy, Settings]] = {}
@@ -70,16 +76,24 @@ class Observer:
 
     def handle(self, msg: Tick) -> str:
         """Process one message; returns what happened (for logs and metrics)."""
+        try:
+            return self._handle(msg)
+        except PublishInFlight as busy:  # come back when the lease ends (another publisher's, or too short a one)
+            wait = min(SQS_MAX_DELAY_S, max(1, math.ceil(busy.lease_until - time.time()) + 1))
+            send(self.resources.observer_queue_url, [(Tick(msg.dataset_id, msg.tick, "nudge"), wait)])
+            return "publish-in-flight"
+
+    def _lease(self) -> float:
+        """A new lease (wall clock). Its value is the fencing token: every write after the claim is conditional
+        on it still being the event's."""
+        return time.time() + self.lease_s
+
+    def _handle(self, msg: Tick) -> str:
         state = self.store.get_state(msg.dataset_id)
         if state is None or state.started_ts is None:
             raise MissingState(f"no state for dataset {msg.dataset_id!r} (tick {msg.tick}, {msg.kind})")
         if state.pending:
-            try:
-                self._publish_pending(state)
-            except PublishInFlight as busy:  # come back when the other publisher's lease ends
-                wait = min(SQS_MAX_DELAY_S, max(1, math.ceil(busy.lease_until - time.time()) + 1))
-                send(self.resources.observer_queue_url, [(Tick(msg.dataset_id, state.tick, "nudge"), wait)])
-                return "publish-in-flight"
+            self._publish_pending(state)
             state = self.store.get_state(msg.dataset_id)
         if state.status != OBSERVING:
             return self._after_declaration(state)
@@ -88,16 +102,18 @@ class Observer:
         view = self._view(state, now, rule_settings)
         outcome = ""
         if view.deadline_at is not None and now >= view.deadline_at and not view.overdue:
-            if self.store.claim_overdue(msg.dataset_id, now, view.deadline_at, lease_until=time.time() + self.lease_s):
-                self._publish(events.OVERDUE, self.store.get_state(msg.dataset_id), deadline_at=view.deadline_at)
+            lease = self._lease()
+            if self.store.claim_overdue(msg.dataset_id, now, view.deadline_at, lease_until=lease):
+                self._publish(events.OVERDUE, self.store.get_state(msg.dataset_id), lease,
+                              deadline_at=view.deadline_at)
                 outcome = "overdue+"
             view = self._view(self.store.get_state(msg.dataset_id), now, rule_settings)
         if msg.kind != "tick":  # nudge (or an amend racing the declaration): a check, not a chain step
-            decision = complete_now(policy, view)
+            decision, lease = complete_now(policy, view), self._lease()
             if decision is None or not self.store.declare(msg.dataset_id, decision, clock.get().now(),
-                                                          lease_until=time.time() + self.lease_s):
+                                                          lease_until=lease):
                 return outcome + "nudge-ignored"
-            return outcome + self._publish_declaration(msg.dataset_id, view.deadline_at)
+            return outcome + self._publish_declaration(msg.dataset_id, lease, view.deadline_at)
         if msg.tick < state.tick:
             return outcome + "stale"
         if msg.tick > state.tick:
@@ -112,10 +128,10 @@ class Observer:
             advanced = self.store.advance(msg.dataset_id, msg.tick, decision, now)
             return outcome + ("advanced" if advanced else "stale")
         # Stamped now, after every read the decision rests on (`now` above is from before the last of them)
-        if not self.store.declare(msg.dataset_id, decision, clock.get().now(), tick=msg.tick,
-                                  lease_until=time.time() + self.lease_s):
+        lease = self._lease()
+        if not self.store.declare(msg.dataset_id, decision, clock.get().now(), tick=msg.tick, lease_until=lease):
             return outcome + "stale"
-        return outcome + self._publish_declaration(msg.dataset_id, view.deadline_at)
+        return outcome + self._publish_declaration(msg.dataset_id, lease, view.deadline_at)
 
     # --- reading ------------------------------------------------------------------------------------------
     def _view(self, state: State, now: float, rule_settings: Settings, backlog_s: float = 0.0):
@@ -166,10 +182,10 @@ class Observer:
     def _after_declaration(self, state: State) -> str:
         """Announce objects counted since the declaration (never after Dataset Failed)."""
         if state.status != FAILED and state.published and state.objects > state.announced_objects:
-            if not self.store.claim_amendment(state.dataset_id, state.objects,
-                                              lease_until=time.time() + self.lease_s):
+            lease = self._lease()
+            if not self.store.claim_amendment(state.dataset_id, state.objects, lease_until=lease):
                 return "done"
-            self._publish(events.AMENDED, self.store.get_state(state.dataset_id))
+            self._publish(events.AMENDED, self.store.get_state(state.dataset_id), lease)
             return "amended"
         return "done"
 
@@ -179,24 +195,35 @@ class Observer:
         for kind, lease in sorted(state.pending.items()):
             if wall < lease:
                 raise PublishInFlight(f"{state.dataset_id}: another invocation is publishing {kind}", lease)
-            if not self.store.renew_lease(state.dataset_id, kind, lease, wall + self.lease_s):
-                raise PublishInFlight(f"{state.dataset_id}: another invocation took over {kind}",
-                                      wall + self.lease_s)
+            mine = self._lease()
+            if not self.store.renew_lease(state.dataset_id, kind, lease, mine):
+                raise PublishInFlight(f"{state.dataset_id}: another invocation took over {kind}", mine)
             fresh = self.store.get_state(state.dataset_id)
-            self._publish(events.TYPE_OF[kind], fresh)
+            self._publish(events.TYPE_OF[kind], fresh, mine)
 
-    def _publish_declaration(self, dataset_id: str, deadline_at: float | None = None) -> str:
+    def _publish_declaration(self, dataset_id: str, lease: float, deadline_at: float | None = None) -> str:
         state = self.store.get_state(dataset_id)
         kind = DECLARED[state.status]
-        self._publish(events.TYPE_OF[kind], state, deadline_at=deadline_at)
+        self._publish(events.TYPE_OF[kind], state, lease, deadline_at=deadline_at)
         # producers that reported without being registered: counted (the metric says how often it happens)
         return kind + ("+unregistered-producers" if state.unregistered_reports else "")
 
-    def _publish(self, detail_type: str, state: State, *, deadline_at: float | None = None) -> None:
+    def _publish(self, detail_type: str, state: State, lease: float, *, deadline_at: float | None = None) -> None:
+        """PutEvents, only with enough of the lease left for it (else the next holder publishes, once this lease
+        ends), then the sent flag, fenced on the lease."""
         kind = events.KIND_OF[detail_type]
         policy, _ = self.policy(state.rule)
         body = events.detail(state, bucket=self.resources.bucket, rules=self.rules, policy=policy,
                              detail_type=detail_type, deadline_at=deadline_at)
-        events.publish(self.resources.event_bus, detail_type, body)
-        self.store.mark_sent(state.dataset_id, kind, objects=None if kind == "overdue" else state.objects)
+        if lease - time.time() < self.budget_s:
+            raise PublishInFlight(f"{state.dataset_id}: too little of the {kind} lease left to publish", lease)
+        if self.remaining_s is not None and self.remaining_s() < self.budget_s:
+            raise PublishInFlight(f"{state.dataset_id}: too little of the invocation left to publish {kind}", lease)
+        events.publish(self.resources.event_bus, detail_type, body, until=lease, call_s=self.budget_s)
+        if not self.store.mark_sent(state.dataset_id, kind, lease=lease,
+                                    objects=None if kind == "overdue" else state.objects):
+            self.fenced += 1
+            log.warning("published %s after its lease was taken over: the next holder publishes it again "
+                        "(same event_id)", detail_type, extra={"dataset_id": state.dataset_id})
+            return
         log.info("published %s", detail_type, extra={"dataset_id": state.dataset_id, "objects": state.objects})

@@ -36,6 +36,9 @@ from streamwatch.policy import Decision, Progress, View
 
 PK, SK = "pk", "sk"
 TTL_ATTRIBUTE = "expires_at"
+# the example consumer's idempotency table: Powertools Idempotency's own layout (its defaults), one item per
+# event_id it handled, deleted by TTL
+IDEMPOTENCY_KEY, IDEMPOTENCY_TTL = "id", "expiration"
 LIST_INDEX, LIST_PK, LIST_SK = "by_day", "list_pk", "list_sk"
 STATE, SEQS = "STATE", "SEQS"
 OBSERVING, READY, STALLED, FAILED = "OBSERVING", "READY", "STALLED", "FAILED"
@@ -625,15 +628,16 @@ class Store:
         return self._conditional_update(dataset_id, f"SET pending_{kind} = :new", f"pending_{kind} = :old",
                                         {":new": _num(lease_until), ":old": _num(old)})
 
-    def mark_sent(self, dataset_id: str, kind: str, *, objects: int | None = None) -> None:
-        """After PutEvents succeeded: the event is out (and, for a declaration or amendment, announces `objects`)."""
-        values = {":k": {kind}}
+    def mark_sent(self, dataset_id: str, kind: str, *, lease: float, objects: int | None = None) -> bool:
+        """After PutEvents succeeded: the event is out (and, for a declaration or amendment, announces `objects`).
+        Fenced: only while `lease` (the value this publisher claimed or renewed) is still the event's; False if
+        another publisher took it over meanwhile (it publishes again: `event_id` lets consumers drop that)."""
+        values = {":k": {kind}, ":lease": _num(lease)}
         update = f"REMOVE pending_{kind} ADD sent_events :k"
         if objects is not None:
             update += " SET announced_objects = :o"
             values[":o"] = objects
-        self.table.update_item(Key=dataset_key(dataset_id), UpdateExpression=update,
-                               ExpressionAttributeValues=values)
+        return self._conditional_update(dataset_id, update, f"pending_{kind} = :lease", values)
 
     def _conditional_update(self, dataset_id: str, update: str, condition: str, values: dict) -> bool:
         names = {"#status": "status"} if "#status" in update or "#status" in condition else None

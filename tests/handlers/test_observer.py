@@ -314,3 +314,53 @@ def test_a_putevents_client_error_is_counted_as_not_published_and_retried(moto_e
     assert not errors and failures >= 1
     assert capsys.readouterr().out.count('"EventsNotPublished":[') == failures == 2  # one EMF value each
     assert [e["detail-type"] for e in published(local)] == ["Dataset Ready"]
+
+
+def test_every_write_after_a_claim_is_fenced_on_its_lease(moto_env, context, fake_clock):
+    # Given a declaration whose publisher's lease another message took over (it assumed a crash)
+    from streamwatch.policy import Decision, Progress
+    settings, local = moto_env(Settings(mode="stability"))
+    land(local, context, "d1", ["a"], at=T0)
+    store = Store(local.resources.table)
+    first = time.time() + 60
+    assert store.declare("d1", Decision("ready", 0, Progress(), "test"), T0 + 1, lease_until=first)
+    second = first + 60
+    assert store.renew_lease("d1", "ready", first, second)
+    assert not store.renew_lease("d1", "ready", first, second + 1)  # the old token cannot renew again
+    # When the first publisher comes back and records its event as sent, Then it is refused
+    assert not store.mark_sent("d1", "ready", lease=first, objects=1)
+    assert store.get_state("d1").pending == {"ready": pytest.approx(second, abs=1e-3)}  # stored to the ms
+    assert not store.get_state("d1").published
+    # And the holder's own write goes through
+    assert store.mark_sent("d1", "ready", lease=second, objects=1)
+    assert store.get_state("d1").published and store.get_state("d1").pending == {}
+
+
+@pytest.mark.parametrize("short", ["lease", "invocation"])
+def test_a_publisher_with_too_little_left_lets_the_next_holder_publish(moto_env, context, fake_clock, monkeypatch,
+                                                                      short):
+    # Given a declaring invocation whose lease, or whose invocation, has less left than PutEvents may take
+    from streamwatch import observing
+    settings, local = moto_env(Settings(mode="stability", min_quiet_s=300, buffer_interval_s=300))
+    monkeypatch.setenv("STREAMWATCH_PUBLISH_LEASE_S", "1")  # PutEvents' budget scales with it: 1/3 s
+    land(local, context, "d1", ["a"], at=T0)
+    real_lease = observing.Observer._lease
+    if short == "lease":
+        monkeypatch.setattr(observing.Observer, "_lease", lambda self: real_lease(self) - 0.8)
+    else:
+        monkeypatch.setattr(context, "get_remaining_time_in_millis", lambda: 100, raising=False)
+    fake_clock.t = T0 + 1
+    outcomes = run_observer(local, context, fake_clock, max_steps=50, expect_end=False, until=T0 + 3000)
+    # Then it claimed the Ready but published nothing: it sent itself a check for when its lease ends
+    state = Store(local.resources.table).get_state("d1")
+    assert state.status == "READY" and "ready" in state.pending and published(local) == []
+    assert outcomes and all(o == "ok" for o in outcomes)
+    # When that check comes after the lease, with a full lease of its own, Then it publishes, once
+    monkeypatch.setattr(observing.Observer, "_lease", real_lease)
+    monkeypatch.setattr(context, "get_remaining_time_in_millis", lambda: 30_000, raising=False)
+    time.sleep(2.2)  # the check's delay: the lease (1 s) plus a second
+    later = time.time() + 3600
+    monkeypatch.setattr("streamwatch.observing.time.time", lambda: later)
+    run_observer(local, context, fake_clock)
+    assert [e["detail-type"] for e in published(local)] == ["Dataset Ready"]
+    assert Store(local.resources.table).get_state("d1").published

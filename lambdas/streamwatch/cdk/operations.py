@@ -41,6 +41,8 @@ DOMAIN = {  # the handlers' metrics (Powertools EMF): what each alarm on them me
     "ObserverOverdue": "a dataset passed its deadline without a Ready",
     "ObserverAmended": "objects landed after a dataset was declared (late data)",
     "EventsNotPublished": "an event could not be published to the bus (retried; then the DLQ)",
+    "PublishedAfterLeaseLost": "an event went out after its publish lease was taken over: a copy with the same "
+                               "event_id follows (consumers drop it by event_id)",
     "ErrorOutputRecordsUnattributed": "records in Firehose's error output that name no dataset: some dataset may "
                                       "be missing records without failing",
 }

@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from streamwatch.events import PublishError
 from streamwatch.handlers.common import environment, metric_name
-from streamwatch.limits import OBSERVER_TIMEOUT_S
+from streamwatch.limits import PUBLISH_LEASE_S
 from streamwatch.observing import Observer
 from streamwatch.s3_events import Skip
 from streamwatch.ticks import Tick
@@ -23,10 +23,11 @@ logger, tracer, metrics = Logger(), Tracer(), Metrics()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context) -> dict:
-    # How long a declaring invocation has to publish before another message takes over (default: twice the
-    # function timeout); the local run, whose "functions" are fast, shortens it.
-    lease = float(os.environ.get("STREAMWATCH_PUBLISH_LEASE_S", 2 * OBSERVER_TIMEOUT_S))
-    observer = Observer(*environment(logger), lease_s=lease)
+    # How long a declaring invocation has to publish before another message takes over (limits.PUBLISH_LEASE_S);
+    # the local run scales it with the function's timeout.
+    lease = float(os.environ.get("STREAMWATCH_PUBLISH_LEASE_S", PUBLISH_LEASE_S))
+    observer = Observer(*environment(logger), lease_s=lease,
+                        remaining_s=lambda: context.get_remaining_time_in_millis() / 1000)
 
     def record_handler(record: SQSRecord) -> None:
         try:
@@ -46,5 +47,8 @@ def handler(event: dict, context) -> dict:
             if part:
                 metrics.add_metric(metric_name("Observer", part), MetricUnit.Count, 1)
 
-    return process_partial_response(event=event, record_handler=record_handler,
-                                    processor=BatchProcessor(event_type=EventType.SQS), context=context)
+    response = process_partial_response(event=event, record_handler=record_handler,
+                                        processor=BatchProcessor(event_type=EventType.SQS), context=context)
+    if observer.fenced:
+        metrics.add_metric("PublishedAfterLeaseLost", MetricUnit.Count, observer.fenced)
+    return response
