@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from streamwatch.settings import SQS_MAX_DELAY_S, Settings
 
 __all__ = ["SQS_MAX_DELAY_S", "FUNCTIONS", "TABLE_ACTIONS", "DEPENDENCY_LAYER", "LAYER_PACKAGES", "Function",
-           "MAX_RECEIVE_COUNT", "MONITOR_TIMEOUT_S", "OBSERVER_TIMEOUT_S", "OBSERVER_VISIBILITY_S",
+           "IDEMPOTENCY_ACTIONS", "IDEMPOTENCY_FALLBACK", "MAX_RECEIVE_COUNT", "MONITOR_TIMEOUT_S",
+           "OBSERVER_TIMEOUT_S", "OBSERVER_VISIBILITY_S", "PUBLISH_BUDGET_S", "PUBLISH_LEASE_S",
            "notification_visibility_s"]
 
 MAX_RECEIVE_COUNT = 5  # deliveries of a work-queue message before its DLQ
@@ -47,9 +48,21 @@ TABLE_ACTIONS = {
     "Scheduler": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
     "Consumer": (),
 }
+# The example consumer's calls on its own idempotency table (Powertools Idempotency's DynamoDB layer). GetItem is
+# its fallback read of a repeat, for when the conditional PutItem returns no old item (DynamoDB returns it)
+IDEMPOTENCY_ACTIONS = ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+IDEMPOTENCY_FALLBACK = ("dynamodb:GetItem",)
 MONITOR_TIMEOUT_S = FUNCTIONS["Monitor"].timeout_s
 OBSERVER_TIMEOUT_S = FUNCTIONS["Observer"].timeout_s  # past it, an invocation that declared but did not publish died
 OBSERVER_VISIBILITY_S = 6 * OBSERVER_TIMEOUT_S  # its queue's visibility timeout (AWS: >= 6x the function timeout)
+
+
+# The publish lease: how long an observer invocation that claimed an event has to publish it before another
+# message may take it over. It outlives the invocation (Lambda kills it at its timeout), so a live holder's
+# writes always come before a takeover; a holder with less than PUBLISH_BUDGET_S left does not start PutEvents.
+PUBLISH_LEASE_S = 2 * OBSERVER_TIMEOUT_S
+PUBLISH_BUDGET_S = 20  # the longest one PutEvents takes: the events client's timeouts and retries (aws.py)
+assert PUBLISH_LEASE_S > OBSERVER_TIMEOUT_S >= PUBLISH_BUDGET_S
 
 
 def notification_visibility_s(settings: Settings) -> int:

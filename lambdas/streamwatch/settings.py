@@ -363,6 +363,7 @@ class Resources:
     notification_queue_url: str = ""
     event_bus: str = ""
     producer_function: str = ""
+    idempotency_table: str = ""  # the example consumer's Powertools Idempotency records (store.IDEMPOTENCY_*)
 
     def to_env(self) -> dict[str, str]:
         return {f"{RESOURCE_ENV_PREFIX}{k.upper()}": v for k, v in asdict(self).items()}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import boto3
+import pytest
 
 from streamwatch.handlers import consumer, monitor
 from streamwatch.store import Store
@@ -37,7 +38,31 @@ def test_consumer_writes_a_correct_manifest_and_success_marker_the_monitor_ignor
     assert len(notes) == 2
     assert monitor.handler(sqs_event(notes), context) == {"batchItemFailures": []}
     assert Store(local.resources.table).get_state("d1").objects == 4
-    # A second Ready (a duplicate) rewrites the same manifest, still without counting it
-    consumer.handler({"detail": detail}, context)
-    again = json.loads(s3.get_object(Bucket=bucket, Key="data/dataset=d1/_manifest.json")["Body"].read())
-    assert again["totals"] == manifest["totals"]
+    # A second Ready with the same event_id (a duplicate) is answered with the first result, and does no work
+    s3.delete_object(Bucket=bucket, Key="data/dataset=d1/_SUCCESS")
+    assert consumer.handler({"detail": detail}, context) == totals
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="data/dataset=d1/_SUCCESS")
+
+
+def test_a_consumer_that_fails_half_way_runs_again_on_its_retry(moto_env, context, monkeypatch):
+    # Given a Ready whose first run dies after reading, before its markers are written
+    from streamwatch import manifest as manifest_module
+    _, local = moto_env()
+    s3, bucket = boto3.client("s3"), local.resources.bucket
+    s3.put_object(Bucket=bucket, Key="data/dataset=d2/part-0", Body=b'{"i":1}\n')
+    detail = {"dataset_id": "d2", "bucket": bucket, "prefix": "data/dataset=d2/", "objects": 1, "records": None,
+              "declared_at": "2026-11-23T10:00:00.000Z", "mode": "stability", "event_id": "d2:ready:1"}
+    real = manifest_module.write_manifest
+
+    def dies(*args, **kwargs):
+        raise TimeoutError("killed half-way")
+    monkeypatch.setattr(consumer, "write_manifest", dies)
+    with pytest.raises(TimeoutError):
+        consumer.handler({"detail": detail}, context)
+    # When Lambda retries it, Then it runs (no record of the failed run is kept) and writes the markers once
+    monkeypatch.setattr(consumer, "write_manifest", real)
+    assert consumer.handler({"detail": detail}, context)["objects"] == 1
+    assert s3.get_object(Bucket=bucket, Key="data/dataset=d2/_SUCCESS")["Body"].read() == b""
+    # And a Ready without an event_id is refused, never run without its dedupe
+    with pytest.raises(Exception, match="idempotency.key"):
+        consumer.handler({"detail": {k: v for k, v in detail.items() if k != "event_id"}}, context)

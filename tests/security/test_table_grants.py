@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 from streamwatch import aws, envelope
-from streamwatch.limits import TABLE_ACTIONS
+from streamwatch.limits import IDEMPOTENCY_ACTIONS, TABLE_ACTIONS
 from streamwatch.settings import Settings
 from streamwatch.store import Store
 from tests.conftest import s3_message, s3_record, sqs_event
@@ -171,16 +171,45 @@ def granted() -> dict[str, set[str]]:
     template = Template.from_stack(ObserverStack(cdk.App(), "Grants", settings=Settings(datasets=(
         {"pattern": "data/dataset={dataset_id}/", "name": "main"},
         {"pattern": "logs/{yyyy}/{MM}/{dd}/{HH}/", "name": "hourly", "emit_empty": True})))).to_json()
+    tables = {k[len("Watch"):].split("Table")[0].rstrip("0123456789ABCDEF") or k: k
+              for k in resources(template, "AWS::DynamoDB::Table")}
     out = {}
     for name, fn in resources(template, "AWS::Lambda::Function").items():
         function = next((f for f in TABLE_ACTIONS if name.startswith(f"Watch{f}")), None)
         if function is None:
             continue
-        out[function] = aws_rules.actions(role_statements(template, props(fn)["Role"]["Fn::GetAtt"][0]), "dynamodb:")
+        statements = role_statements(template, props(fn)["Role"]["Fn::GetAtt"][0])
+        for table, logical in tables.items():
+            on_it = [s for s in statements if logical in json.dumps(s["Resource"])]
+            out[(function, table)] = aws_rules.actions(on_it, "dynamodb:")
     return out
 
 
 def test_the_template_grants_each_function_exactly_its_table_actions(granted):
-    assert set(granted) == set(TABLE_ACTIONS) and granted["Consumer"] == set()
-    for function, actions in granted.items():
-        assert actions == set(TABLE_ACTIONS[function]), function
+    assert {table for _, table in granted} == {"State", "ConsumerIdempotency"}
+    for (function, table), actions in granted.items():
+        expected = TABLE_ACTIONS[function] if table == "State" else (
+            IDEMPOTENCY_ACTIONS if function == "Consumer" else ())
+        assert actions == set(expected), (function, table)
+
+
+def test_the_consumer_calls_exactly_what_it_is_granted_on_its_idempotency_table(moto_env, context, monkeypatch):
+    # Given a Ready handled, handled again (a repeat), and one that fails half-way and is retried
+    from streamwatch.handlers import consumer
+    from streamwatch.limits import IDEMPOTENCY_FALLBACK
+    _, local = moto_env()
+    boto3.client("s3").put_object(Bucket=local.resources.bucket, Key="data/dataset=d1/part-0", Body=b"{}\n")
+    detail = {"dataset_id": "d1", "bucket": local.resources.bucket, "prefix": "data/dataset=d1/", "objects": 1,
+              "records": None, "declared_at": "2026-11-23T10:00:00.000Z", "mode": "stability"}
+    real = consumer.write_manifest
+    with recorded() as actions:
+        consumer.handler({"detail": {**detail, "event_id": "d1:ready"}}, context)
+        consumer.handler({"detail": {**detail, "event_id": "d1:ready"}}, context)
+        monkeypatch.setattr(consumer, "write_manifest", lambda *a, **k: (_ for _ in ()).throw(TimeoutError()))
+        with pytest.raises(TimeoutError):
+            consumer.handler({"detail": {**detail, "event_id": "d2:ready"}}, context)
+        monkeypatch.setattr(consumer, "write_manifest", real)
+        consumer.handler({"detail": {**detail, "event_id": "d2:ready"}}, context)
+    # Then its calls are the actions it is granted there, but Powertools' fallback read (a repeat's old item
+    # comes back with the conditional PutItem); it never touches the state table (none granted)
+    assert actions == set(IDEMPOTENCY_ACTIONS) - set(IDEMPOTENCY_FALLBACK)

@@ -35,6 +35,7 @@ from streamwatch.events import DETAIL_TYPES, READY, SOURCE
 from streamwatch.limits import (
     DEPENDENCY_LAYER,
     FUNCTIONS,
+    IDEMPOTENCY_ACTIONS,
     OBSERVER_VISIBILITY_S,
     TABLE_ACTIONS,
     notification_visibility_s,
@@ -42,7 +43,7 @@ from streamwatch.limits import (
 from streamwatch.rules import MANIFEST, SUCCESS
 from streamwatch.s3_events import notification_filters, object_created_pattern, watched_prefixes
 from streamwatch.settings import Resources, Settings, SettingsError
-from streamwatch.store import LIST_INDEX, LIST_PK, LIST_SK, PK, SK, TTL_ATTRIBUTE
+from streamwatch.store import IDEMPOTENCY_KEY, IDEMPOTENCY_TTL, LIST_INDEX, LIST_PK, LIST_SK, PK, SK, TTL_ATTRIBUTE
 
 ERROR_OUTPUT = "!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
 STARTER_CONCURRENCY = 5
@@ -167,6 +168,15 @@ class Streamwatch(Construct):
         # --- ingest ---------------------------------------------------------------------------------------
         self.dynamic_partitioning = False  # only a stream of ours is known to partition (and so to hit its quota)
         self.delivery_stream = delivery_stream or self._stream(settings)
+        # the example consumer's Powertools Idempotency records, apart from the state table (it may not write that)
+        self.idempotency_table = dynamodb.Table(
+            self, "ConsumerIdempotency", partition_key=dynamodb.Attribute(
+                name=IDEMPOTENCY_KEY, type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST, encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True),
+            time_to_live_attribute=IDEMPOTENCY_TTL, removal_policy=RemovalPolicy.DESTROY,
+        ) if settings.example_consumer else None
         resources = Resources(table=self.table.table_name, bucket=self.bucket.bucket_name,
                               stream=self.delivery_stream.delivery_stream_name,
                               observer_queue_url=self.observer_queue.queue_url,
@@ -459,7 +469,8 @@ class Streamwatch(Construct):
         # One failure queue for both ways a Ready can fail to reach it: EventBridge could not invoke it (the
         # target's DLQ), or it ran and failed three times (Lambda's on-failure destination for async invocations)
         dlq = self._failures("ConsumerFailed")
-        fn = self._function("Consumer", settings=settings, resources=resources, retry_attempts=2,
+        fn = self._function("Consumer", settings=settings, retry_attempts=2,
+                            resources=replace(resources, idempotency_table=self.idempotency_table.table_name),
                             max_event_age=Duration.hours(6),
                             on_failure=destinations.SqsDestination(dlq.queue)).function
         for prefix in settings.rules.watched_prefixes:
@@ -468,6 +479,7 @@ class Streamwatch(Construct):
                 self.bucket.grant_put(fn, f"{prefix}*/{name}")
         if self.bucket_key is not None:
             self.bucket_key.grant_encrypt_decrypt(fn)  # reads the data, writes the markers
+        self.idempotency_table.grant(fn, *IDEMPOTENCY_ACTIONS)
         self.on_event(targets.LambdaFunction(fn, dead_letter_queue=dlq.queue, retry_attempts=4,
                                              max_event_age=Duration.hours(6)), READY)
         return fn, dlq.queue

@@ -1,23 +1,38 @@
 """Example consumer Lambda, subscribed to `Dataset Ready`: reads the dataset in parallel and writes a manifest
-(keys, sizes, ETags, record counts, totals) and `_SUCCESS` next to it (streamwatch.manifest)."""
+(keys, sizes, ETags, record counts, totals) and `_SUCCESS` next to it (streamwatch.manifest).
+
+A Ready can arrive twice with the same `event_id` (EventBridge's at-least-once delivery; an observer that died
+between PutEvents and recording it): Powertools Idempotency, keyed on `event_id`, runs the work once and answers
+a repeat with the first result. An invocation that fails leaves no record, so its retry runs again."""
 
 from __future__ import annotations
 
+import os
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
 
 from streamwatch import aws
 from streamwatch.manifest import write_manifest
 from streamwatch.reader import DatasetReader
+from streamwatch.settings import Resources
+from streamwatch.store import IDEMPOTENCY_KEY, IDEMPOTENCY_TTL
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
+# a day: a repeated Ready comes within minutes; a dataset started anew after its state expired (dedupe_ttl_days,
+# at least 1) may declare the same event_id again, and that one must run
+IDEMPOTENCY = IdempotencyConfig(event_key_jmespath="event_id", raise_on_no_idempotency_key=True,
+                                expires_after_seconds=86_400)
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def handler(event: dict, context) -> dict:
-    detail = event["detail"]
+def _persistence(table: str) -> DynamoDBPersistenceLayer:
+    """On the process's DynamoDB client (aws.client: botocore's standard retries), so it costs nothing to make."""
+    return DynamoDBPersistenceLayer(table_name=table, key_attr=IDEMPOTENCY_KEY, expiry_attr=IDEMPOTENCY_TTL,
+                                    boto3_client=aws.client("dynamodb"))
+
+
+def consume(detail: dict) -> dict:
     manifest = write_manifest(detail, DatasetReader(), aws.client("s3"))
     metrics.add_metric("ManifestObjects", MetricUnit.Count, manifest["totals"]["objects"])
     if not manifest["matches_declaration"]:
@@ -25,3 +40,14 @@ def handler(event: dict, context) -> dict:
                                                                         "totals": manifest["totals"]})
     logger.info("manifest written", extra={"dataset_id": detail["dataset_id"], "totals": manifest["totals"]})
     return manifest["totals"]
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict, context) -> dict:
+    IDEMPOTENCY.register_lambda_context(context)
+    table = Resources.from_env(os.environ).idempotency_table
+    once = idempotent_function(consume, data_keyword_argument="detail", config=IDEMPOTENCY,
+                               persistence_store=_persistence(table))
+    return once(detail=event["detail"])

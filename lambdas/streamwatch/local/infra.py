@@ -18,7 +18,7 @@ from streamwatch.events import DETAIL_TYPES, SOURCE
 from streamwatch.limits import MAX_RECEIVE_COUNT
 from streamwatch.s3_events import notification_filters, object_created_pattern, watched_prefixes
 from streamwatch.settings import Resources, Settings
-from streamwatch.store import LIST_INDEX, LIST_PK, LIST_SK, PK, SK, TTL_ATTRIBUTE
+from streamwatch.store import IDEMPOTENCY_KEY, IDEMPOTENCY_TTL, LIST_INDEX, LIST_PK, LIST_SK, PK, SK, TTL_ATTRIBUTE
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,8 @@ def _arn(sqs, url: str) -> str:
 
 
 def create(settings: Settings, name: str = "streamwatch", *, visibility: int = 30,
-           session: boto3.Session | None = None, notifications: str = "s3") -> LocalStack:
+           observer_visibility: int | None = None, session: boto3.Session | None = None,
+           notifications: str = "s3") -> LocalStack:
     session = session or boto3.Session()
     s3, sqs, ddb, ev = (session.client(s) for s in ("s3", "sqs", "dynamodb", "events"))
     bucket, table = f"{name}-data", f"{name}-state"
@@ -66,8 +67,14 @@ def create(settings: Settings, name: str = "streamwatch", *, visibility: int = 3
                                                             {"AttributeName": LIST_SK, "KeyType": "RANGE"}]}])
     ddb.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True,
                                                                       "AttributeName": TTL_ATTRIBUTE})
+    idempotency = f"{name}-consumer-idempotency"
+    ddb.create_table(TableName=idempotency, BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": IDEMPOTENCY_KEY, "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": IDEMPOTENCY_KEY, "AttributeType": "S"}])
+    ddb.update_time_to_live(TableName=idempotency, TimeToLiveSpecification={"Enabled": True,
+                                                                            "AttributeName": IDEMPOTENCY_TTL})
     notification_queue, notifications_dlq = _queue_with_dlq(sqs, f"{name}-notifications", visibility)
-    observer, observer_dlq = _queue_with_dlq(sqs, f"{name}-observer", visibility)
+    observer, observer_dlq = _queue_with_dlq(sqs, f"{name}-observer", observer_visibility or visibility)
     prefixes = watched_prefixes(settings.rules, settings.error_prefix)
     raw = ""
     if notifications == "eventbridge":
@@ -92,7 +99,8 @@ def create(settings: Settings, name: str = "streamwatch", *, visibility: int = 3
                 EventPattern=json.dumps({"source": [SOURCE], "detail-type": list(DETAIL_TYPES)}))
     ev.put_targets(Rule=f"{name}-all", EventBusName=bus, Targets=[{"Id": "local", "Arn": _arn(sqs, events_queue)}])
     resources = Resources(table=table, bucket=bucket, stream=f"{name}-stream", observer_queue_url=observer,
-                          notification_queue_url=notification_queue, event_bus=bus, producer_function="local")
+                          notification_queue_url=notification_queue, event_bus=bus, producer_function="local",
+                          idempotency_table=idempotency)
     return LocalStack(resources, notification_queue, notifications_dlq, observer_dlq, events_queue, raw,
                       notifications)
 
