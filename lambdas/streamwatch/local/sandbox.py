@@ -44,10 +44,38 @@ from streamwatch.producing import ProducerReport, sample_records
 from streamwatch.settings import Settings
 from streamwatch.store import Store
 
-VISIBILITY_S = 4  # real seconds before a failed message is redelivered
 CACHE = Path(os.environ.get("STREAMWATCH_BUILD_CACHE") or Path.home() / ".cache" / "streamwatch")
 LOCAL_RUN_FILE = CACHE / "local-run.json"  # where a running local run says it is (status --local)
-PUBLISH_LEASE_S = 2.0  # real seconds; < VISIBILITY_S, as the stack's lease is < its visibility timeout
+_invocation = threading.local()  # the deadline (monotonic) of the invocation running on this thread
+
+
+class InvocationTimedOut(RuntimeError):
+    """A call made by an invocation past its timeout: Lambda would have killed it, so nothing it does lands."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Lambda's timing in the local run, in real seconds, keeping the invariants AWS's numbers keep (limits.py):
+    - an invocation past its function's timeout is dead: SQS never hears its result, its calls are refused;
+    - the publish lease outlives the observer's timeout, so a live holder's writes come before any takeover;
+    - a queue's visibility timeout outlives its function's, so no message is handed out again while its
+      invocation runs (in AWS 6x, for Lambda's own retries of a throttled batch; here one poller per queue).
+    The timeouts are not the stack's divided by the clock's speed: the handlers' own work does not speed up with
+    the clock (docs/local-run.md has what they take here), and an invocation killed for the emulator's slowness
+    would be a failure AWS never sees. The visibility and the lease
+    are short, so a failed message or a dead publisher is retried in pipeline minutes, as in AWS."""
+
+    timeouts_s: dict
+    visibility_s: dict
+    lease_s: float
+
+    @classmethod
+    def of(cls, settings: Settings, speed: float) -> Timing:
+        timing = cls(timeouts_s={"monitor": 3.5, "observer": 3.0}, visibility_s={"monitor": 4, "observer": 4},
+                     lease_s=4.0)
+        assert timing.lease_s > timing.timeouts_s["observer"]
+        assert all(timing.visibility_s[f] > timing.timeouts_s[f] for f in timing.timeouts_s)
+        return timing
 
 
 @dataclass
@@ -58,17 +86,22 @@ class Chaos:
     duplicate_observer: float = 0.0  # an observer message delivered again
     put_failures: float = 0.0  # a PutRecordBatch entry refused (FailedPutCount > 0)
     throttle: float = 0.0  # a DynamoDB call throttled
-    crash: float = 0.0  # an invocation dies after its work, before SQS learns the result, or mid-batch
+    crash: float = 0.0  # an invocation dies after its work, before SQS learns the result, or mid-batch (and with
+    # any rate, each function's third invocation does: every chaos run has its crashes)
     publish_failures: float = 0.0  # PutEvents fails right after a declaration
     duplicate_records: float = 0.0  # Firehose writes a buffer again as a second object
+    crash_after_publish: float = 0.0  # the observer dies right after PutEvents, before it records the event as
+    # sent: the one window where an event repeats (same event_id); the soak counts those apart
     resend_prefix: float = 0.0  # a producer is retried and sends a prefix of its records again
     hostile_writer: float = 0.0  # how often (per second) another writer of the bucket drops objects no stream
     # writes: forged error output, error records naming ids no key holds, lines without end under a dataset
 
     @classmethod
     def everything(cls) -> Chaos:
-        return cls(duplicate_notifications=0.6, duplicate_observer=0.5, put_failures=0.2, throttle=0.03,
-                   crash=0.15, publish_failures=0.3, duplicate_records=0.3, resend_prefix=0.5, hostile_writer=1.0)
+        """`streamwatch demo --chaos`, the chaos e2e test and bench/soak.py: the same rates."""
+        return cls(duplicate_notifications=0.7, duplicate_observer=0.6, put_failures=0.25, throttle=0.03,
+                   crash=0.05, publish_failures=0.03, duplicate_records=0.4, resend_prefix=1.0, hostile_writer=2.0,
+                   crash_after_publish=0.02)
 
     def on(self) -> bool:
         return any(asdict(self).values())
@@ -80,20 +113,23 @@ class Stats:
     failed_records: int = 0
     crashes: int = 0
     duplicates_sent: int = 0
+    timeouts: int = 0  # invocations that passed their timeout (dead: nothing deleted, later calls refused)
+    slowest_s: float = 0.0  # the longest invocation, real seconds (against the poller's timeout)
 
 
 class Poller(threading.Thread):
     """Lambda's SQS event source for one queue -> one handler."""
 
     def __init__(self, sandbox: Sandbox, name: str, queue_url: str, module, batch_size: int,
-                 window_s: float, duplicate: float) -> None:
+                 window_s: float, duplicate: float, timeout_s: float) -> None:
         """`module`: the handler's module (its `handler`, and its Powertools `metrics`, cleared after each
-        invocation as a Lambda's are flushed)."""
+        invocation as a Lambda's are flushed). `timeout_s`: the function's timeout, real seconds."""
         super().__init__(name=name, daemon=True)
         self.sandbox, self.queue_url, self.handler, self.metrics = sandbox, queue_url, module.handler, module.metrics
-        self.batch_size, self.window_s, self.duplicate = batch_size, window_s, duplicate
+        self.batch_size, self.window_s, self.duplicate, self.timeout_s = batch_size, window_s, duplicate, timeout_s
         self.stats, self.rng = Stats(), random.Random(zlib.crc32(name.encode()))
         self.busy = False
+        self.deliveries: dict[str, list[str]] = {}  # message id -> what each delivery ended as (the DLQ's traces)
 
     def run(self) -> None:
         while not self.sandbox.stopping.is_set():
@@ -139,16 +175,33 @@ class Poller(threading.Thread):
         self.stats.invocations += 1
         # One crash roll per invocation (so --crash P kills P of them): half of the monitor's crashes come
         # mid-batch (see _install_chaos), the rest after the work, before SQS hears the result.
-        crash = bool(self.sandbox.chaos.crash) and self.rng.random() < self.sandbox.chaos.crash
+        crash = bool(self.sandbox.chaos.crash) and (self.rng.random() < self.sandbox.chaos.crash
+                                                    or self.stats.invocations == 3)
         self.sandbox.crash_mid_batch = crash and self.name == "monitor" and self.rng.random() < 0.5
+        started = time.monotonic()
+        _invocation.deadline = started + self.timeout_s
         try:
-            failed = {f["itemIdentifier"] for f in self.handler(event, LambdaContext())["batchItemFailures"]}
+            failed = {f["itemIdentifier"] for f in self.handler(event, LambdaContext(
+                timeout_s=self.timeout_s, started=started))["batchItemFailures"]}
         except Exception as exc:  # the whole invocation failed: every message comes back
             self.sandbox.log(f"{self.name}: invocation failed ({type(exc).__name__}: {exc}); batch will be retried")
             failed = {m["MessageId"] for m in batch}
         finally:  # metrics are disabled locally, so nothing flushes them: clear them (Powertools caps at 100)
+            _invocation.deadline = None
             self.metrics.clear_metrics()
+        elapsed = time.monotonic() - started
+        self.stats.slowest_s = max(self.stats.slowest_s, round(elapsed, 3))
+        timed_out = elapsed > self.timeout_s
         self.stats.failed_records += len(failed)
+        for m in batch:
+            self.deliveries.setdefault(m["MessageId"], []).append(
+                "timed-out" if timed_out else "crashed" if crash else
+                "failed" if m["MessageId"] in failed else "ok")
+        if timed_out:  # Lambda killed it at its timeout: SQS never hears the result
+            self.stats.timeouts += 1
+            self.sandbox.log(f"{self.name}: invocation timed out after {elapsed:.2f} s (timeout "
+                             f"{self.timeout_s:.2f} s); its batch comes back after the visibility timeout")
+            return
         if crash:
             self.stats.crashes += 1  # died before returning: nothing is deleted, everything is redelivered
             return
@@ -189,6 +242,7 @@ class Sandbox:
         self.events: list[dict] = []
         self.throttled = 0
         self.mid_batch_crashes = 0
+        self.crashed_after_publish: list[str] = []  # event_ids out on the bus whose publisher then died
         self.resent_records = 0
         self.hostile_objects = 0
         self.crash_mid_batch = False  # set by the monitor's poller for the invocation it is about to run
@@ -213,7 +267,9 @@ class Sandbox:
         self.session = boto3.Session()  # the sandbox's own calls: never throttled by chaos
         self.s3, self.sqs = self.session.client("s3"), self.session.client("sqs")
         self.table = self.session.resource("dynamodb")  # .Table(name): reads for progress and the summary
-        self.local = infra.create(self.settings, self.name, visibility=VISIBILITY_S, session=self.session,
+        self.timing = Timing.of(self.settings, self.speed)
+        self.local = infra.create(self.settings, self.name, visibility=self.timing.visibility_s["monitor"],
+                                  observer_visibility=self.timing.visibility_s["observer"], session=self.session,
                                   notifications=self.notifications)
         self.resources = self.local.resources
         self._set_env({**self.settings.to_env(), **self.resources.to_env(),
@@ -221,7 +277,7 @@ class Sandbox:
                        "POWERTOOLS_SERVICE_NAME": "streamwatch", "POWERTOOLS_METRICS_NAMESPACE": "streamwatch",
                        "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_TRACE_DISABLED": "true",
                        "POWERTOOLS_LOG_LEVEL": os.environ.get("STREAMWATCH_LOG_LEVEL", "CRITICAL"),
-                       "STREAMWATCH_PUBLISH_LEASE_S": str(PUBLISH_LEASE_S)})
+                       "STREAMWATCH_PUBLISH_LEASE_S": str(self.timing.lease_s)})
         level = os.environ.get("STREAMWATCH_LOG_LEVEL", "CRITICAL")
         for handler in (monitor_handler, observer_handler, scheduler_handler):  # their loggers were made at import
             handler.logger.setLevel(level)
@@ -235,9 +291,10 @@ class Sandbox:
         window = self.settings.monitor_batch_window_s / self.speed
         self.pollers = [
             Poller(self, "monitor", self.local.notification_queue_url, monitor_handler,
-                   min(self.settings.monitor_batch_size, 100), window, self.chaos.duplicate_notifications),
+                   min(self.settings.monitor_batch_size, 100), window, self.chaos.duplicate_notifications,
+                   self.timing.timeouts_s["monitor"]),
             Poller(self, "observer", self.resources.observer_queue_url, observer_handler, 10, 0.0,
-                   self.chaos.duplicate_observer),
+                   self.chaos.duplicate_observer, self.timing.timeouts_s["observer"]),
         ]
         self._threads = [*self.pollers, threading.Thread(target=self._read_events, name="events", daemon=True)]
         if self.local.raw_s3_queue_url:
@@ -318,6 +375,13 @@ class Sandbox:
         events.register("before-call.firehose.PutRecordBatch", firehose)
         self._restore.append(lambda: (events.unregister("before-call.firehose.PutRecordBatch", firehose),
                                       aws.reset()))
+
+        def dead_after_timeout(model, **kwargs):  # Lambda killed the invocation: nothing it calls happens
+            deadline = getattr(_invocation, "deadline", None)
+            if deadline is not None and time.monotonic() > deadline:
+                raise InvocationTimedOut(f"{model.name} after the invocation's timeout")
+        events.register_first("before-call", dead_after_timeout)
+        self._restore.append(lambda: events.unregister("before-call", dead_after_timeout))
         if self.chaos.throttle:
             # A real 400 ProvisionedThroughputExceeded on the wire: botocore's retry handler sees it as AWS's.
             body = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
@@ -347,13 +411,16 @@ class Sandbox:
                 return original_count(store, objects, now)
             Store.count = crashing_count
             self._restore.append(lambda: setattr(Store, "count", original_count))
-        if self.chaos.publish_failures:
+        if self.chaos.publish_failures or self.chaos.crash_after_publish:
             original = events_module.publish
 
-            def flaky_publish(*args, **kwargs):
+            def flaky_publish(bus, detail_type, body, **kwargs):
                 if rng.random() < self.chaos.publish_failures:
                     raise ConnectionError("chaos: PutEvents lost after the declaration")
-                return original(*args, **kwargs)
+                original(bus, detail_type, body, **kwargs)
+                if rng.random() < self.chaos.crash_after_publish:  # out, but never recorded as sent
+                    self.crashed_after_publish.append(body["event_id"])
+                    raise ChaosCrash("chaos: the observer died right after PutEvents")
             events_module.publish = flaky_publish
             self._restore.append(lambda: setattr(events_module, "publish", original))
 
@@ -361,12 +428,14 @@ class Sandbox:
         """Another writer of the bucket (docs/security.md): what it drops must hurt nothing. In AWS the bucket
         policy keeps it out of the watched prefixes; moto enforces no bucket policy, so here the monitor's own
         checks are what stands: error objects not in Firehose's layout, error records naming ids no key holds,
-        and (where the monitor reads records) objects whose line never ends."""
+        and (where records are required, mode `records`) objects whose line never ends. In `auto` mode such an
+        object is one of a stream without AppendDelimiter and counts as an object: only the bucket policy keeps
+        a hostile one out."""
         from streamwatch.envelope import MAX_LINE_BYTES
         rng, n, poisoned = random.Random(11), 0, set()
         errors = self.settings.error_prefix or "errors/"
         rule = self.settings.rules.stream_rule
-        reads = self.settings.for_rule(rule).mode in ("auto", "records")
+        reads = self.settings.for_rule(rule).mode == "records"
         forged = json.dumps({"attemptsMade": 1, "arrivalTimestamp": 1764547200000, "errorCode": "Forged",
                              "rawData": base64.b64encode(b'{"dataset_id": "DATASET#x\\nfake"}').decode()})
         while not self.stopping.wait(1 / self.chaos.hostile_writer):
@@ -501,6 +570,18 @@ class Sandbox:
             if any(int(v) for v in attrs.values()):
                 return False
         return self.firehose.idle() and not any(p.busy for p in self.pollers)
+
+    def dlq_traces(self) -> dict[str, dict[str, list[str]]]:
+        """Each message in a DLQ, with what each of its deliveries ended as (ok, failed, crashed, timed-out): why
+        it got there. SQS keeps a message's id when it moves it to the DLQ."""
+        out = {}
+        for name, url, poller in (("notifications", self.local.notification_dlq_url, self.pollers[0]),
+                                  ("observer", self.local.observer_dlq_url, self.pollers[1])):
+            got = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0,
+                                           WaitTimeSeconds=0).get("Messages", [])
+            if got:
+                out[name] = {m["MessageId"]: poller.deliveries.get(m["MessageId"], []) for m in got}
+        return out
 
     def dlq_depths(self) -> dict[str, int]:
         out = {}
