@@ -59,7 +59,7 @@ class Observer:
         self.settings, self.resources, self.lease_s, self.remaining_s = settings, resources, lease_s, remaining_s
         # a lease with less than this left is not published on (scaled with the lease in the local run)
         self.budget_s = lease_s * PUBLISH_BUDGET_S / PUBLISH_LEASE_S
-        self.fenced = 0  # events published whose lease another publisher had taken over by the time they were
+        self.fenced = 0  # events that went out after another publisher took their lease over (a copy follows)
         self.rules = settings.rules
         self.store = store or Store.from_settings(settings, resources)
         self._policies: dict[str, tuple[Policy, Settings]] = {}

@@ -9,14 +9,14 @@ from types import SimpleNamespace
 import boto3
 import pytest
 
-from streamwatch.local.sandbox import InvocationTimedOut, Poller, Sandbox, Timing
+from streamwatch.local.sandbox import TIMING, InvocationTimedOut, Poller, Sandbox
 from streamwatch.settings import Settings
 
 pytestmark = pytest.mark.e2e
 
 
 def test_the_local_timing_keeps_the_stacks_invariants():
-    timing = Timing.of(Settings(), speed=60)
+    timing = TIMING
     assert timing.lease_s > timing.timeouts_s["observer"]
     assert all(timing.visibility_s[f] > timing.timeouts_s[f] for f in ("monitor", "observer"))
 

@@ -69,13 +69,13 @@ class Timing:
     visibility_s: dict
     lease_s: float
 
-    @classmethod
-    def of(cls, settings: Settings, speed: float) -> Timing:
-        timing = cls(timeouts_s={"monitor": 3.5, "observer": 3.0}, visibility_s={"monitor": 4, "observer": 4},
-                     lease_s=4.0)
-        assert timing.lease_s > timing.timeouts_s["observer"]
-        assert all(timing.visibility_s[f] > timing.timeouts_s[f] for f in timing.timeouts_s)
-        return timing
+    def __post_init__(self) -> None:
+        assert self.lease_s > self.timeouts_s["observer"]
+        assert all(self.visibility_s[f] > self.timeouts_s[f] for f in self.timeouts_s)
+
+
+TIMING = Timing(timeouts_s={"monitor": 3.5, "observer": 3.0}, visibility_s={"monitor": 4, "observer": 4},
+                lease_s=4.0)
 
 
 @dataclass
@@ -267,7 +267,7 @@ class Sandbox:
         self.session = boto3.Session()  # the sandbox's own calls: never throttled by chaos
         self.s3, self.sqs = self.session.client("s3"), self.session.client("sqs")
         self.table = self.session.resource("dynamodb")  # .Table(name): reads for progress and the summary
-        self.timing = Timing.of(self.settings, self.speed)
+        self.timing = TIMING
         self.local = infra.create(self.settings, self.name, visibility=self.timing.visibility_s["monitor"],
                                   observer_visibility=self.timing.visibility_s["observer"], session=self.session,
                                   notifications=self.notifications)
