@@ -58,12 +58,18 @@ class MonitorResult:
 UNSCANNED = object()  # an object counted whose lines are unknown (see Monitor._unscanned_ok)
 
 
-def event_ts(event_time: str) -> float:
-    """S3 eventTime (ISO-8601, 'Z') on the handlers' clock; unparsable -> now."""
+def event_ts(event_time: str, sent_ts: float | None = None) -> float:
+    """When the object landed, on the handlers' clock, as late as it can have been: S3's eventTime (ISO-8601, 'Z')
+    has milliseconds, but EventBridge's `time` has whole seconds, so the object landed within the second after it
+    (and before the notification was sent, `sent_ts`, wall). Late, not early: a quiet window measured from it is
+    never longer than the truth. Unparsable -> now."""
     try:
-        return clock.get().from_wall(parse_iso(event_time))
+        landed = parse_iso(event_time)
     except ValueError:
         return clock.get().now()
+    if "." not in event_time:
+        landed = max(landed, min(landed + 1.0, sent_ts if sent_ts is not None else landed + 1.0))
+    return clock.get().from_wall(landed)
 
 
 class Monitor:
@@ -74,6 +80,7 @@ class Monitor:
         self.store = store or Store.from_settings(settings, resources)
         self.read = read or stream_object  # the reader's obstore path: retries, resumes a broken body
         self._policies: dict[str, Policy] = {}
+        self._sent_of: dict[tuple[str, str], float | None] = {}
 
     def policy(self, rule_name: str) -> Policy:
         if rule_name not in self._policies:
@@ -89,16 +96,24 @@ class Monitor:
 
     def process(self, messages: list[Message], batch_id: str | None = None) -> MonitorResult:
         """Messages -> which message ids failed, and what happened. `batch_id` (the invocation's request id): the
-        batch is recorded while it is being counted, for the observer's backlog check."""
+        batch is recorded while it is being counted, and after if some messages were not counted, for the
+        observer's backlog check."""
         sent = [m.sent_ts for m in messages if m.sent_ts is not None]
         if not batch_id or not sent:
             return self._process(messages)
         started, oldest = clock.get().now(), clock.get().from_wall(min(sent))
         self._try(self.store.start_batch, batch_id, started, oldest)
         try:
-            return self._process(messages)
-        finally:
+            result = self._process(messages)
+        except BaseException:
+            self._try(self.store.fail_batch, batch_id, oldest)
+            raise
+        failed = [m.sent_ts for m in messages if m.message_id in result.failed_message_ids and m.sent_ts]
+        if failed:
+            self._try(self.store.fail_batch, batch_id, clock.get().from_wall(min(failed)))
+        else:
             self._try(self.store.end_batch, batch_id, started, oldest)
+        return result
 
     def _try(self, write, *args) -> None:
         try:
@@ -112,6 +127,8 @@ class Monitor:
         self._unscanned = result.unscanned
         owners: dict[tuple[str, str], set[str]] = {}  # (dataset or "", key) -> message ids announcing it
         trusted = tuple(self.settings.trusted_writers)
+        sent = {m.message_id: m.sent_ts for m in messages}
+        self._sent_of = {}  # (dataset, key) -> when its first notification was sent (wall)
         found: list[ObjectCreated] = []
         for message in messages:
             try:
@@ -128,6 +145,8 @@ class Monitor:
                     result.skipped["UntrustedWriter"] += 1
                     continue
                 owners.setdefault((obj.dataset_id, obj.key), set()).add(message.message_id)
+                times = [t for t in (self._sent_of.get((obj.dataset_id, obj.key)), sent[message.message_id]) if t]
+                self._sent_of[(obj.dataset_id, obj.key)] = min(times, default=None)
                 found.append(obj)
         if not found:
             return result
@@ -191,7 +210,8 @@ class Monitor:
         """Objects of datasets whose rule counts records are scanned once each (duplicates in the batch too)."""
         def convert(obj: ObjectCreated, scan: envelope.Scan | None) -> CountedObject:
             return CountedObject(dataset_id=obj.dataset_id, key=obj.key, size=obj.size, etag=obj.etag,
-                                 event_ts=event_ts(obj.event_time), rule=obj.rule, window_start=obj.window_start,
+                                 event_ts=event_ts(obj.event_time, self._sent_of.get((obj.dataset_id, obj.key))),
+                                 rule=obj.rule, window_start=obj.window_start,
                                  window_end=obj.window_end, scan=scan)
         to_read = list({(o.dataset_id, o.key): o for o in found if self.reads_records(o.rule)}.values())
         scans = dict(self._map(lambda o: ((o.dataset_id, o.key), self._scan(o)), to_read))

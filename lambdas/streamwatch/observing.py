@@ -156,21 +156,25 @@ class Observer:
 
         SQS exposes `ApproximateAgeOfOldestMessage` only as a CloudWatch metric (minutes late), so it is measured
         from what the monitor records: nothing waiting or in flight -> 0; a batch being counted -> the age of its
-        oldest message (a batch whose invocation died counts until SQS makes its messages visible again); messages
-        waiting -> at least the age the last batch's oldest message would have now (waiting messages were sent
-        after it was received, or are as old; a stopped monitor makes this grow)."""
+        oldest message (a batch whose invocation died counts until SQS makes its messages visible again, one
+        visibility timeout; a batch that ended with messages not counted, until they are handed out and counted
+        again, bounded by a second one plus the batching window); messages waiting -> at least the age the last
+        batch's oldest message would have now (waiting messages were sent after it was received, or are as old;
+        a stopped monitor makes this grow). The visibility timeout is the queue's own, read in the same call."""
         url = self.resources.notification_queue_url
         if not url:
             return 0.0
         attrs = aws.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=[
-            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "VisibilityTimeout"])["Attributes"]
         waiting = int(attrs.get("ApproximateNumberOfMessages", 0))
         in_flight = int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
         if not waiting and not in_flight:
             return 0.0
-        now = clock.get().now()
-        visibility = clock.get().wall_duration(notification_visibility_s(self.settings))
-        ages = [now - oldest for oldest in self.store.batches_in_flight(now - visibility)]
+        now, to_clock = clock.get().now(), clock.get().wall_duration
+        visibility = to_clock(float(attrs.get("VisibilityTimeout") or notification_visibility_s(self.settings)))
+        window = to_clock(self.settings.monitor_batch_window_s)
+        ages = [now - oldest for oldest in self.store.batches_in_flight(
+            started_after=now - visibility, failed_after=now - 2 * visibility - window)]
         if waiting or not ages:
             lag = self.store.get_lag()
             if lag is None:

@@ -9,8 +9,8 @@ One table, one partition per dataset:
   for objects of Firehose's error output.
 - `DATASET#<id> / PRODUCER#<id>`: a producer's report: expected, started, done (with records_sent), failed.
 - `DATASET#<id> / SEQS`: every producer's persisted sequence numbers as merged intervals (`envelope`).
-- `MONITOR / LAG` and `MONITOR / BATCH#<id>`: the monitor's last batch and the batches it is counting now, with
-  their oldest messages (the observer's backlog check).
+- `MONITOR / LAG` and `MONITOR / BATCH#<id>`: the monitor's last batch, and the batches it is counting now or
+  that left messages not counted, with their oldest messages (the observer's backlog check).
 
 Counting is exact under at-least-once delivery: each transaction puts the ledger items of its objects with
 `attribute_not_exists`, ADDs their totals to the dataset once, and replaces the dataset's SEQS item on its
@@ -659,15 +659,25 @@ class Store:
                                   "oldest_sent_ts": _num(oldest_sent_ts), TTL_ATTRIBUTE: int(time.time()) + 86_400})
 
     def end_batch(self, batch_id: str, now: float, oldest_sent_ts: float) -> None:
+        """Every message of the batch was counted: it hides nothing any more, and it is the latest lag."""
         self.table.put_item(Item={PK: "MONITOR", SK: "LAG", "batch_ts": _num(now),
                                   "oldest_sent_ts": _num(oldest_sent_ts)})
         self.table.delete_item(Key={PK: "MONITOR", SK: f"BATCH#{batch_id}"})
 
-    def batches_in_flight(self, started_after: float) -> list[float]:
-        """The oldest message of every monitor batch started after `started_after` and not ended."""
+    def fail_batch(self, batch_id: str, oldest_failed_sent_ts: float) -> None:
+        """Some messages were not counted: SQS hands them out again only after their visibility timeout, so the
+        batch stays, hiding the oldest of them (it is not the latest lag either: it vouches for nothing)."""
+        self.table.update_item(Key={PK: "MONITOR", SK: f"BATCH#{batch_id}"},
+                               UpdateExpression="SET oldest_sent_ts = :o, failed = :t",
+                               ExpressionAttributeValues={":o": _num(oldest_failed_sent_ts), ":t": True})
+
+    def batches_in_flight(self, started_after: float, failed_after: float) -> list[float]:
+        """The oldest message of every monitor batch that may hide messages: started after `started_after` and
+        not ended (being counted, or dead), or started after `failed_after` and ended with messages not counted."""
         items = _query_all(self.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :b)",
                            ExpressionAttributeValues={":pk": "MONITOR", ":b": "BATCH#"}, ConsistentRead=True)
-        return [float(it["oldest_sent_ts"]) for it in items if float(it["started_ts"]) > started_after]
+        return [float(it["oldest_sent_ts"]) for it in items
+                if float(it["started_ts"]) > (failed_after if it.get("failed") else started_after)]
 
     def get_lag(self) -> tuple[float, float] | None:
         """When the last monitor batch ended, and its oldest message's send time."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import os
 import random
 import time
 
@@ -265,3 +266,47 @@ def test_the_monitor_records_how_far_behind_it_is(moto_env, context):
     monitor.handler(sqs_event([body], sent_ts=time.time() - 42), context)
     batch_ts, oldest = Store(local.resources.table).get_lag()
     assert 41 <= batch_ts - oldest <= 60
+
+
+def test_a_batch_with_messages_not_counted_keeps_hiding_them_after_a_younger_batch(moto_env):
+    # Given a batch whose one object is not readable yet (its message comes back after the visibility timeout);
+    # each invocation has its own request id, as in Lambda
+    from streamwatch.local.context import LambdaContext
+    from streamwatch.observing import Observer
+    from streamwatch.settings import Resources
+    settings, local = moto_env()
+    b, now = local.resources.bucket, time.time()
+    drain(local.notification_queue_url)
+    put(b, "data/dataset=d1/first.json", b'{"a":1}\n')
+    drain(local.notification_queue_url)
+    late = s3_message(s3_record(b, "data/dataset=d1/late.json", 8))
+    first = s3_message(s3_record(b, "data/dataset=d1/first.json", 8))
+    assert monitor.handler(sqs_event([late, first], ids=["late", "first"], sent_ts=now - 300), LambdaContext()) == {
+        "batchItemFailures": [{"itemIdentifier": "late"}]}
+    # When a younger batch is counted cleanly (the latest lag is 2 s old), while the late message is in flight
+    put(b, "data/dataset=d2/a.json", b'{"a":1}\n')
+    drain(local.notification_queue_url)
+    ok = s3_message(s3_record(b, "data/dataset=d2/a.json", 8))
+    assert monitor.handler(sqs_event([ok], sent_ts=now - 2), LambdaContext()) == {"batchItemFailures": []}
+    sqs = boto3.client("sqs")
+    sqs.send_message(QueueUrl=local.notification_queue_url, MessageBody="{}")
+    sqs.receive_message(QueueUrl=local.notification_queue_url, VisibilityTimeout=600)
+    # Then the observer's backlog is still the late message's age, not the younger batch's
+    assert Observer(settings, Resources.from_env(os.environ)).backlog_s() == pytest.approx(300, abs=5)
+    # And once it is counted on redelivery, the batch hides nothing any more
+    put(b, "data/dataset=d1/late.json", b'{"a":3}\n')
+    again = monitor.handler(sqs_event([late], ids=["late"], sent_ts=now - 1), LambdaContext())
+    assert again == {"batchItemFailures": []}
+    assert Store(local.resources.table).get_lag()[1] == pytest.approx(now - 1, abs=1)
+
+
+def test_eventbridge_whole_second_times_are_taken_as_late_as_the_object_can_have_landed():
+    # Given EventBridge's `time` (whole seconds) and S3's eventTime (milliseconds)
+    from streamwatch.counting import event_ts
+    from streamwatch.events import parse_iso
+    second = parse_iso("2026-11-23T10:00:00Z")
+    # Then a whole second means "within the second after", but never after the notification was sent
+    assert event_ts("2026-11-23T10:00:00Z") == second + 1
+    assert event_ts("2026-11-23T10:00:00Z", sent_ts=second + 0.25) == second + 0.25
+    assert event_ts("2026-11-23T10:00:00.400Z", sent_ts=second + 0.25) == second + 0.4
+    assert event_ts("2026-11-23T10:00:00.400Z") == second + 0.4
