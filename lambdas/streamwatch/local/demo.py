@@ -68,6 +68,7 @@ class DatasetSummary:
     ok: bool
     problems: list[str]
     repeats: int = 0  # copies of an event (same event_id) whose publisher chaos killed right after PutEvents
+    amended_after_gap: int = 0  # 1: declared by stability in a real quiet gap, the later objects then Amended
 
 
 def run_demo(settings: Settings, *, scenario=DEFAULT_SCENARIO, speed: float = 60.0, chaos: Chaos | None = None,
@@ -210,7 +211,7 @@ def summarize(sb: Sandbox, store: Store, ids: list[str], chaos: Chaos, expect_fa
         latency = None  # the Ready after the dataset's last record landed (copies landing later do not count)
         if ready and complete_at is not None:
             latency = round(parse_iso(ready[0]["detail"]["declared_at"]) - complete_at, 1)
-        problems = []
+        problems, amended_after_gap = [], 0
         sent = sum(r.records_sent for r in reports)
         if not state or state.objects != len(listing[d]):
             problems.append(f"counted {state.objects if state else 0} objects, S3 has {len(listing[d])}")
@@ -244,7 +245,14 @@ def summarize(sb: Sandbox, store: Store, ids: list[str], chaos: Chaos, expect_fa
                 elif announced != len(listing[d]):
                     problems.append(f"Ready and Amended announced {announced} of {len(listing[d])} objects")
             elif ready[0]["detail"]["objects"] != len(listing[d]):
-                problems.append(f"Ready announced {ready[0]['detail']['objects']} of {len(listing[d])} objects")
+                # declared by a count rule (stability): an object after a quiet window longer than the rule's
+                # may land after the Ready, as designed; it must then be announced as Amended
+                quiet_s = (sb.settings.for_rule(sb.settings.rules.find(state.rule)) if state else sb.settings).quiet_s
+                if _amended_after_gap(ready[0], landed[d], mine, quiet_s):
+                    amended_after_gap = 1
+                else:
+                    problems.append(f"Ready announced {ready[0]['detail']['objects']} of {len(listing[d])} "
+                                    "objects" + _late_landings(ready[0], landed[d], mine))
             if any(r.failed for r in reports):
                 problems.append(f"{sum(len(r.failed) for r in reports)} records refused by Firehose")
         rows.append(DatasetSummary(
@@ -252,7 +260,8 @@ def summarize(sb: Sandbox, store: Store, ids: list[str], chaos: Chaos, expect_fa
             records_counted=state.records if state else None, records_failed=sum(len(r.failed) for r in reports),
             objects_landed=len(listing[d]), objects_counted=state.objects if state else 0,
             ready=kinds.count(READY), amended=kinds.count(AMENDED), stalled=kinds.count(STALLED),
-            failed=kinds.count(FAILED), latency_s=latency, ok=not problems, problems=problems, repeats=repeats))
+            failed=kinds.count(FAILED), latency_s=latency, ok=not problems, problems=problems, repeats=repeats,
+            amended_after_gap=amended_after_gap))
     dlq = sb.dlq_depths()
     pollers = {p.name: asdict(p.stats) for p in sb.pollers}
     unexpected = [e for e in sb.producer_errors if "chaos: the producer's own code failed" not in e]
@@ -264,6 +273,23 @@ def summarize(sb: Sandbox, store: Store, ids: list[str], chaos: Chaos, expect_fa
             "pollers": pollers, "chaos": asdict(chaos), "firehose_error_records": sb.firehose.errors,
             "producer_errors": unexpected, "put_retries": sum(r.retries for r in sb.reports),
             "crashed_after_publish": len(sb.crashed_after_publish), "dlq_traces": sb.dlq_traces()}
+
+
+def _amended_after_gap(ready: dict, landed: list[float], mine: list[dict], quiet_s: float) -> bool:
+    """A stability Ready announcing k of n objects is right when the (k+1)th landing came more than the quiet
+    window after the kth (nothing landed for that long: the rule's promise), and an Amended announced all n."""
+    k, times = ready["detail"]["objects"], sorted(landed)
+    amended = max([e["detail"]["objects"] for e in mine if e["detail-type"] == AMENDED], default=0)
+    return 0 < k < len(times) and times[k] - times[k - 1] >= quiet_s and amended == len(times)
+
+
+def _late_landings(ready: dict, landed: list[float], mine: list[dict]) -> str:
+    """Why a Ready left objects out: when the last objects landed, against its declaration (pipeline s)."""
+    declared, last = parse_iso(ready["detail"]["declared_at"]), parse_iso(ready["detail"]["last_object_at"])
+    tail = ", ".join(f"{at - declared:+.0f}" for at in sorted(landed)[-3:])
+    amended = [e["detail"]["objects"] for e in mine if e["detail-type"] == AMENDED]
+    return (f" (the last landings {tail} s from the declaration; its last object {last - declared:+.0f} s; "
+            f"Amended with {amended or 'none'})")
 
 
 def _without_explained_repeats(mine: list[dict], crashed: list[str]) -> tuple[list[dict], int]:
@@ -292,6 +318,8 @@ def print_summary(summary: dict, log=print) -> None:
         verdict = "ok" if r["ok"] else "WRONG: " + "; ".join(r["problems"])
         if r["ok"] and r["failed"]:
             verdict = "ok (failed as its producer did)"
+        elif r["ok"] and r["amended_after_gap"]:
+            verdict = "ok (Ready in a quiet gap longer than the rule's window, then Amended, as the rule says)"
         log(f"{r['dataset_id']:10s} {r['records_sent']:>11d}/{r['records_persisted']:<11d} "
             f"{r['objects_landed']:>11d}/{r['objects_counted']:<11d} {r['ready']:>5d} {r['amended']:>7d} "
             f"{latency:>9s}  {verdict}")

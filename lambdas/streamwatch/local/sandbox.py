@@ -247,6 +247,7 @@ class Sandbox:
         self.hostile_objects = 0
         self.crash_mid_batch = False  # set by the monitor's poller for the invocation it is about to run
         self.reports: list[ProducerReport] = []
+        self.producing: list = []  # each producer's future: a run is not over while one still sends
         self.producer_errors: list[str] = []
         self._saved_env: dict[str, str | None] = {}
         self._restore: list[Callable[[], None]] = []
@@ -517,7 +518,7 @@ class Sandbox:
         if register:
             Run.start(dataset_id, [p["producer_id"] for p in producers], expected_by=expected_by)
         for request in producers:
-            self.producers.submit(self._produce, {"dataset_id": dataset_id, **request}, now)
+            self.producing.append(self.producers.submit(self._produce, {"dataset_id": dataset_id, **request}, now))
 
     def _produce(self, request: dict, origin: float) -> None:
         try:
@@ -559,7 +560,10 @@ class Sandbox:
 
     # --- looking -----------------------------------------------------------------------------------------
     def quiet(self) -> bool:
-        """No message in flight anywhere (queues empty, pollers idle, Firehose buffers flushed)."""
+        """No producer still sending, no message in flight anywhere (queues empty, pollers idle, Firehose buffers
+        flushed). (A stability rule may declare while a producer is held up; the run goes on to its Amended.)"""
+        if not all(f.done() for f in self.producing):
+            return False
         urls = [self.local.notification_queue_url, self.resources.observer_queue_url]
         if self.local.raw_s3_queue_url:
             urls.append(self.local.raw_s3_queue_url)
