@@ -748,6 +748,26 @@ def write_doc(results, figures, checks, targets, sizes, elapsed) -> None:
                   f"{m} {'yes' if targets[f'{m}_per_dataset_flat_{sizes[0]}_to_{sizes[-1]}'] else 'NO'}"
                   for m in ("records", "stability")) + "."]
     update_doc("scale", "\n".join(lines))
+    update_doc("costs", readme_costs(results, figures, sizes), path=ROOT / "README.md")
+
+
+def readme_costs(results, figures, sizes) -> str:
+    """The README's cost table: the same run's figures at the largest N (never typed twice)."""
+    n = sizes[-1]
+    rows = {r["mode"]: figures[f"{r['mode']}/{r['n']}"] for r in results if r["n"] == n}
+    label = {"records": "records (a registered run through the client)", "stability": "stability (nobody registers)"}
+    lines = [f"**Costs**, measured with the real handlers in the local run (`bench/scale.py`, docs/benchmarks.md: "
+             f"scale), per dataset of two objects with {n:,} datasets started at once:", "",
+             "| mode | DynamoDB (WRU / RRU) | SQS requests | PutEvents | S3 GET | Lambda invocations "
+             "| $ per 1,000 datasets |", "|---|---|---|---|---|---|---|"]
+    for mode, f in rows.items():
+        sqs = f["sqs_sends"] + f["sqs_other"] + f["sqs_event_source"] + f["s3_notifications"]
+        client = f["cost_per_1000"]["of_which_client"]
+        lines.append(f"| {label[mode]} | {f['wru']:.0f} / {f['rru']:.0f} | {sqs:.1f} | {f['put_events']:.0f} | "
+                     f"{f['s3_get']:.0f} | {f['invocations_monitor'] + f['invocations_observer']:.2f} | "
+                     f"{f['cost_per_1000']['total']:.3f}" + (f" ({client:.3f} of it the client's reports)"
+                                                             if mode == "records" else "") + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
