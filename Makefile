@@ -9,7 +9,7 @@ PYTEST := $(BIN)/python -m pytest -n 2
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup checkov synth lint test test-unit test-handlers test-infra test-e2e test-security demo bench dist clean
+.PHONY: setup checkov synth lint test test-unit test-cli test-handlers test-infra test-e2e test-security demo bench dist clean
 
 setup: .setup-stamp ## venv with pinned requirements, the streamwatch command, and the pinned CDK CLI
 
@@ -33,16 +33,20 @@ synth: setup ## the example app (cdk.out/) and examples/existing_pipeline (cdk.o
 	cd examples/existing_pipeline && CDK_OUTDIR=$(CURDIR)/cdk.out/existing PYTHONPATH=$(CURDIR)/lambdas \
 		$(CURDIR)/$(BIN)/python app.py
 
-lint: synth checkov ## ruff on the code; cfn-lint, then checkov (.checkov.yaml), on both synthesized templates
+lint: synth checkov ## ruff and the rooms' import contracts (pyproject.toml) on the code; cfn-lint, then checkov, on both templates
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --config pyproject.toml
 	$(BIN)/cfn-lint -- $(TEMPLATES)
 	CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(VENV_CHECKOV)/bin/checkov --config-file .checkov.yaml $(addprefix -f ,$(TEMPLATES))
 
 test: lint ## everything CI runs
 	$(PYTEST)
 
-test-unit: setup ## pure code: rules, settings, policy, envelope, simulator, CLI errors (seconds)
-	$(PYTEST) tests/unit tests/cli/test_errors.py
+test-unit: setup ## pure code: rules, settings, policy, envelope, simulator, public imports (seconds)
+	$(PYTEST) tests/unit
+
+test-cli: setup ## the streamwatch command: its errors, its commands against a local run, put's refusals
+	$(PYTEST) tests/cli
 
 test-handlers: setup ## the handlers and the client against a moto server
 	$(PYTEST) tests/handlers
@@ -51,7 +55,7 @@ test-infra: setup ## the construct: templates, cdk-nag, the example app, the Lam
 	$(PYTEST) tests/infra
 
 test-e2e: setup ## the local run end to end, with chaos
-	$(PYTEST) tests/e2e tests/cli/test_commands.py tests/cli/test_put_refused.py
+	$(PYTEST) tests/e2e
 
 test-security: setup ## the trust boundaries: a hostile writer, poison objects, fetch's safe names, who may write what
 	$(PYTEST) tests/security

@@ -11,8 +11,8 @@ import aws_cdk as cdk  # noqa: E402
 
 from stacks.observer_stack import ObserverStack  # noqa: E402
 from streamwatch.cdk import register_nag  # noqa: E402
-from streamwatch.errors import InputError  # noqa: E402
-from streamwatch.settings import Settings  # noqa: E402
+from streamwatch.core.errors import InputError  # noqa: E402
+from streamwatch.core.settings import Settings  # noqa: E402
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Completion benchmark: every dataset workload in bench/workloads through our modes and reference rules.
 
-Our modes run `streamwatch.policy` through `streamwatch.simulate` (the observer's code on a virtual clock).
+Our modes run `streamwatch.core.policy` through `streamwatch.core.simulate` (the observer's code on a virtual clock).
 Reference lines use the same harness: the seed's observer (three decays, MAX_NUM_REPEAT 3/5/10), Airflow's
 S3KeysUnchangedSensor (poke 60 s; inactivity 3600 s and 600 s), and the records rule as it was before issue 15
 (lines counted against records sent, duplicates included: the dup-* traces with their sequence ranges removed).
@@ -20,10 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "lambdas"))
 
-from streamwatch import envelope  # noqa: E402
-from streamwatch.policy import Decision, Policy, Progress, View, seed_delay  # noqa: E402
-from streamwatch.settings import Settings  # noqa: E402
-from streamwatch.simulate import PolicyProbe, Probe, Trace, median, simulate  # noqa: E402
+from streamwatch.core import envelope  # noqa: E402
+from streamwatch.core.policy import Decision, Policy, Progress, View, seed_delay  # noqa: E402
+from streamwatch.core.settings import Settings  # noqa: E402
+from streamwatch.core.simulate import PolicyProbe, Probe, Trace, median, simulate  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from docs_section import update_doc  # noqa: E402

@@ -17,12 +17,12 @@ sys.path.insert(0, str(ROOT / "lambdas"))
 
 import boto3  # noqa: E402
 
-from streamwatch import aws  # noqa: E402
-from streamwatch.counting import Message, Monitor  # noqa: E402
+from streamwatch.core.settings import Settings  # noqa: E402
 from streamwatch.local import infra  # noqa: E402
 from streamwatch.local.server import moto_server  # noqa: E402
-from streamwatch.settings import Settings  # noqa: E402
-from streamwatch.store import Store  # noqa: E402
+from streamwatch.runtime import aws  # noqa: E402
+from streamwatch.runtime.monitor import Message, Monitor  # noqa: E402
+from streamwatch.state.store import Store  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from docs_section import update_doc  # noqa: E402

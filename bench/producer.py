@@ -49,12 +49,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 import boto3  # noqa: E402
 from botocore.config import Config  # noqa: E402
 
-from streamwatch import aws  # noqa: E402
-from streamwatch.client import Run  # noqa: E402
+from streamwatch.client.producer import BILLING_UNIT, MAX_BATCH_BYTES, MAX_BATCH_RECORDS  # noqa: E402
+from streamwatch.client.run import Run  # noqa: E402
+from streamwatch.core.settings import Settings  # noqa: E402
 from streamwatch.local.firehose import LocalFirehose  # noqa: E402
 from streamwatch.local.sandbox import Sandbox  # noqa: E402
-from streamwatch.producing import BILLING_UNIT, MAX_BATCH_BYTES, MAX_BATCH_RECORDS  # noqa: E402
-from streamwatch.settings import Settings  # noqa: E402
+from streamwatch.runtime import aws  # noqa: E402
 
 ROUNDS = 3
 SIZES = {"200B": (200, 100_000), "10KiB": (10 * 1024, 10_000)}  # record bytes (plain JSON), records per run

@@ -31,13 +31,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import boto3  # noqa: E402
 
-from streamwatch import aws, envelope  # noqa: E402
-from streamwatch.envelope import Scan  # noqa: E402
+from streamwatch.core import envelope  # noqa: E402
+from streamwatch.core.envelope import Scan  # noqa: E402
+from streamwatch.core.settings import Settings  # noqa: E402
 from streamwatch.local import infra  # noqa: E402
 from streamwatch.local.server import moto_server  # noqa: E402
 from streamwatch.reader import CHUNK  # noqa: E402
-from streamwatch.settings import Settings  # noqa: E402
-from streamwatch.store import MAX_SEQS_BYTES, SEQS, CountedObject, Store, dataset_key  # noqa: E402
+from streamwatch.runtime import aws  # noqa: E402
+from streamwatch.state.store import MAX_SEQS_BYTES, SEQS, CountedObject, Store, dataset_key  # noqa: E402
 
 OBJECT_BYTES = 64 << 20
 PRODUCERS_SCAN, RUN = 4, 500  # producers in the object, records per contiguous run (a PutRecordBatch)
@@ -251,7 +252,7 @@ def dynamodb(rng: random.Random) -> dict:
 def duplicates() -> list[dict]:
     from completion import DUPLICATES, TRACES, complete_at, ours, without_seqs
 
-    from streamwatch.simulate import simulate
+    from streamwatch.core.simulate import simulate
     _, make = ours("records")
     rows = []
     for trace in (t for t in TRACES if t.name in DUPLICATES):

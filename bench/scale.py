@@ -5,7 +5,7 @@ objects. Counts every request per service and per dataset, converts them to a co
 list prices, and checks every dataset got exactly one Ready (none early, no Amended, nothing in a DLQ).
 
 How requests are counted (all in this process):
-- botocore: a `before-parameter-build` hook on boto3's default session, which the handlers (streamwatch.aws) and
+- botocore: a `before-parameter-build` hook on boto3's default session, which the handlers (streamwatch.runtime.aws) and
   the client use, registered before any of their clients exists (a client copies the session's hooks when it is
   made). It fires once per API call, before the sandbox's Firehose hook answers PutRecordBatch, so those count
   too. Calls are attributed by thread: the `monitor` and `observer` pollers run the handlers; everything else on
@@ -307,11 +307,11 @@ def run(mode: str, n: int, log=print) -> dict:
     """N datasets in a fresh sandbox; returns the counts, per dataset, and the checks."""
     import moto_transactions
 
-    from streamwatch import clock
-    from streamwatch.client import Run
-    from streamwatch.events import AMENDED, FAILED, READY, STALLED, parse_iso
+    from streamwatch.client.run import Run
+    from streamwatch.core import clock
+    from streamwatch.core.events import AMENDED, FAILED, READY, STALLED, parse_iso
+    from streamwatch.core.settings import Settings
     from streamwatch.local.sandbox import Sandbox
-    from streamwatch.settings import Settings
     moto_transactions.install()  # moto's TransactWriteItems copies the whole table per action otherwise
     fast_moto()
     settings = Settings(buffer_interval_s=60, pack_records=True, mode="stability" if mode == "stability" else "auto")
@@ -487,12 +487,12 @@ class LogCounter(logging.Handler):
 
     def __enter__(self) -> LogCounter:
         self.saved = [(name, logging.getLogger(name).level, logging.getLogger(name).propagate)
-                      for name in ("streamwatch", "streamwatch.observing")]
+                      for name in ("streamwatch", "streamwatch.runtime.observer")]
         top = logging.getLogger("streamwatch")
         top.addHandler(self)
         top.setLevel(logging.WARNING)
         top.propagate = False
-        logging.getLogger("streamwatch.observing").setLevel(logging.INFO)
+        logging.getLogger("streamwatch.runtime.observer").setLevel(logging.INFO)
         return self
 
     def __exit__(self, *exc) -> None:

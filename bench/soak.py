@@ -41,9 +41,9 @@ def wide_scenario(run: int) -> list:
 
 
 def one_run(run: int, scenario: str, speed: float, only: str | None = None) -> dict:
+    from streamwatch.core.settings import Settings
     from streamwatch.local.demo import SMALL_SCENARIO, run_demo
     from streamwatch.local.sandbox import Chaos
-    from streamwatch.settings import Settings
     configs = [c for c in CONFIGS if only in (None, c[0])]
     mode, notifications = configs[run % len(configs)]
     # the chaos e2e's settings (tests/e2e/test_demo.py)

@@ -3,7 +3,7 @@
 Traces: bench/workloads/windows-60s.json and windows-300s.json (bench/make_workloads.py: six hours through one
 Firehose stream, an hour's last object landing up to ~an interval after the hour; a burst at an hour's end, an empty
 hour, a delivery retry, 20 min of silence). Contenders, in one run, on the same traces:
-- the window rule: `streamwatch.policy` in window mode with emit_empty, through `simulate_windows` (the observer's
+- the window rule: `streamwatch.core.policy` in window mode with emit_empty, through `simulate_windows` (the observer's
   code on a virtual clock; object events reach it 2 s after the landing);
 - Airflow's S3KeysUnchangedSensor on the hour's prefix, started by the hour's DAG run at the window's end, poke
   60 s, min_objects 1, inactivity 3600 s (its default) and 600 s; it lists S3 itself (no event delay); an empty
@@ -26,9 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "lambdas"))
 
-from streamwatch.policy import Decision, Policy, Progress, View  # noqa: E402
-from streamwatch.settings import Settings  # noqa: E402
-from streamwatch.simulate import PolicyProbe, Probe, Trace, WindowResult, median, simulate_windows  # noqa: E402
+from streamwatch.core.policy import Decision, Policy, Progress, View  # noqa: E402
+from streamwatch.core.settings import Settings  # noqa: E402
+from streamwatch.core.simulate import PolicyProbe, Probe, Trace, WindowResult, median, simulate_windows  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from completion import AirflowProbe  # noqa: E402

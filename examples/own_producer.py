@@ -10,9 +10,9 @@ Against a deployed stack, the same code takes `stack="Streamwatch"` (or STREAMWA
 import threading
 import time
 
-from streamwatch.client import Run
+from streamwatch.client.run import Run
+from streamwatch.core.settings import Settings
 from streamwatch.local.sandbox import Sandbox
-from streamwatch.settings import Settings
 
 DATASET = "orders-2026-11-24"
 

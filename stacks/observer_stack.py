@@ -6,7 +6,7 @@ from aws_cdk import Stack
 from constructs import Construct
 
 from streamwatch.cdk import Streamwatch
-from streamwatch.settings import Settings
+from streamwatch.core.settings import Settings
 
 
 class ObserverStack(Stack):

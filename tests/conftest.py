@@ -47,10 +47,10 @@ def s3_message(*records: dict) -> str:
 def moto_env(monkeypatch):
     """A moto server on 127.0.0.1 with every resource the handlers need, env set as the construct sets it.
     (Server mode, not mock_aws: the reader's Rust HTTP client and threads need a real endpoint.)"""
-    from streamwatch import aws
+    from streamwatch.core.settings import Settings
     from streamwatch.local import infra
     from streamwatch.local.server import moto_server
-    from streamwatch.settings import Settings
+    from streamwatch.runtime import aws
 
     def build(settings: Settings | None = None, notifications: str = "s3"):
         settings = settings or Settings()

@@ -17,7 +17,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 
 from streamwatch.cdk import Streamwatch, register_nag
-from streamwatch.settings import Settings
+from streamwatch.core.settings import Settings
 
 app = cdk.App()
 register_nag(app)  # cdk-nag's AwsSolutions checks: the construct brings its own acknowledgements

@@ -11,9 +11,9 @@ import boto3
 import pytest
 
 from streamwatch.cli import main
+from streamwatch.core.settings import Settings
 from streamwatch.local.sandbox import Sandbox
-from streamwatch.settings import Settings
-from streamwatch.ticks import Tick
+from streamwatch.runtime.ticks import Tick
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from streamwatch.cli import explain, main
-from streamwatch.errors import EXIT_BUG, EXIT_INPUT, EXIT_INTERRUPTED
+from streamwatch.core.errors import EXIT_BUG, EXIT_INPUT, EXIT_INTERRUPTED
 
 ROOT = Path(__file__).resolve().parents[2]
 

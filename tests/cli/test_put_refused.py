@@ -8,15 +8,15 @@ import json
 import pytest
 
 from streamwatch.cli import main
+from streamwatch.core.settings import Settings
 from streamwatch.local.sandbox import Chaos, Sandbox
-from streamwatch.settings import Settings
 from tests.cli.test_commands import wait_for
 
 pytestmark = pytest.mark.e2e
 
 
 def test_put_exits_1_when_firehose_refuses_records_and_the_dataset_fails(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("streamwatch.aws.backoff_s", lambda attempt, base, cap: 0.0)  # retries without waiting
+    monkeypatch.setattr("streamwatch.runtime.aws.backoff_s", lambda attempt, base, cap: 0.0)  # retries without waiting
     rows = tmp_path / "rows.jsonl"
     rows.write_text("".join(json.dumps({"i": i}) + "\n" for i in range(20)))
     settings = Settings(buffer_interval_s=60, alarms=False)

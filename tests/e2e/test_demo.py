@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from streamwatch.core.settings import Settings
 from streamwatch.local.demo import SMALL_SCENARIO, run_demo
 from streamwatch.local.sandbox import Chaos
-from streamwatch.settings import Settings
 
 pytestmark = pytest.mark.e2e
 # The demo's --chaos rates (one definition). Crashes at 5 % per invocation: a message fails its 5 deliveries

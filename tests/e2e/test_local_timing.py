@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import boto3
 import pytest
 
+from streamwatch.core.settings import Settings
 from streamwatch.local.sandbox import TIMING, InvocationTimedOut, Poller, Sandbox
-from streamwatch.settings import Settings
 
 pytestmark = pytest.mark.e2e
 

@@ -11,11 +11,11 @@ import jsonschema
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
-from streamwatch import clock
-from streamwatch.clock import WallClock
-from streamwatch.envelope import wrap
+from streamwatch.core import clock
+from streamwatch.core.clock import WallClock
+from streamwatch.core.envelope import wrap
 from streamwatch.handlers import monitor, observer
-from streamwatch.store import Store
+from streamwatch.state.store import Store
 from tests.conftest import drain, s3_message, s3_record, sqs_event
 
 T0 = datetime.fromisoformat("2026-11-23T10:00:00+00:00").timestamp()

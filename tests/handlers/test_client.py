@@ -15,16 +15,16 @@ from pathlib import Path
 import boto3
 import pytest
 
-from streamwatch import aws
-from streamwatch.client import RecordError, RecordsRefused, RecordTooLarge, Run
-from streamwatch.deployment import Deployment, DeploymentNotFound, MissingOutput, StackNotFound
-from streamwatch.envelope import scan
+from streamwatch.client.deployment import Deployment, DeploymentNotFound, MissingOutput, StackNotFound
+from streamwatch.client.producer import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, Entry, batches, pack
+from streamwatch.client.run import RecordError, RecordsRefused, RecordTooLarge, Run
+from streamwatch.core.envelope import scan
+from streamwatch.core.rules import RuleError
+from streamwatch.core.settings import Settings
 from streamwatch.handlers import producer as producer_handler
 from streamwatch.local.chaos import FlakyFirehose
-from streamwatch.producing import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, Entry, batches, pack
-from streamwatch.rules import RuleError
-from streamwatch.settings import Settings
-from streamwatch.store import Store
+from streamwatch.runtime import aws
+from streamwatch.state.store import Store
 from tests.conftest import drain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -201,7 +201,7 @@ def test_an_unregistered_producer_is_counted_and_waited_for(deployed):
 def test_two_processes_attached_to_one_run(deployed):
     settings, local = deployed()
     run = Run.start("shared", ["a", "b"])
-    code = ("from streamwatch.client import Run\n"
+    code = ("from streamwatch.client.run import Run\n"
             "with Run.attach('shared').producer('b') as p:\n"
             "    p.put_many({'i': i} for i in range(250))\n")
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'lambdas'}"}

@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 from streamwatch.handlers import consumer, monitor
-from streamwatch.store import Store
+from streamwatch.state.store import Store
 from tests.conftest import drain, sqs_event
 
 
@@ -46,7 +46,7 @@ def test_consumer_writes_a_correct_manifest_and_success_marker_the_monitor_ignor
 
 def test_a_consumer_that_fails_half_way_runs_again_on_its_retry(moto_env, context, monkeypatch):
     # Given a Ready whose first run dies after reading, before its markers are written
-    from streamwatch import manifest as manifest_module
+    from streamwatch.runtime import manifest as manifest_module
     _, local = moto_env()
     s3, bucket = boto3.client("s3"), local.resources.bucket
     s3.put_object(Bucket=bucket, Key="data/dataset=d2/part-0", Body=b'{"i":1}\n')

@@ -13,12 +13,12 @@ import time
 import boto3
 import pytest
 
-from streamwatch.envelope import wrap
+from streamwatch.core.envelope import wrap
+from streamwatch.core.settings import Settings
 from streamwatch.handlers import monitor
 from streamwatch.local import infra
 from streamwatch.local.chaos import ThrottleOnce
-from streamwatch.settings import Settings
-from streamwatch.store import Store
+from streamwatch.state.store import Store
 from tests.conftest import drain, object_events, s3_message, s3_record, sqs_event
 
 COUNT_ONLY = Settings(mode="stability")  # the monitor reads no object: notifications alone are enough
@@ -271,9 +271,9 @@ def test_the_monitor_records_how_far_behind_it_is(moto_env, context):
 def test_a_batch_with_messages_not_counted_keeps_hiding_them_after_a_younger_batch(moto_env):
     # Given a batch whose one object is not readable yet (its message comes back after the visibility timeout);
     # each invocation has its own request id, as in Lambda
+    from streamwatch.core.settings import Resources
     from streamwatch.local.context import LambdaContext
-    from streamwatch.observing import Observer
-    from streamwatch.settings import Resources
+    from streamwatch.runtime.observer import Observer
     settings, local = moto_env()
     b, now = local.resources.bucket, time.time()
     drain(local.notification_queue_url)
@@ -302,8 +302,8 @@ def test_a_batch_with_messages_not_counted_keeps_hiding_them_after_a_younger_bat
 
 def test_eventbridge_whole_second_times_are_taken_as_late_as_the_object_can_have_landed():
     # Given EventBridge's `time` (whole seconds) and S3's eventTime (milliseconds)
-    from streamwatch.counting import event_ts
-    from streamwatch.events import parse_iso
+    from streamwatch.core.events import parse_iso
+    from streamwatch.runtime.monitor import event_ts
     second = parse_iso("2026-11-23T10:00:00Z")
     # Then a whole second means "within the second after", but never after the notification was sent
     assert event_ts("2026-11-23T10:00:00Z") == second + 1

@@ -11,11 +11,11 @@ from datetime import datetime
 import boto3
 import pytest
 
-from streamwatch import events
+from streamwatch.core.settings import Resources, Settings
 from streamwatch.handlers import observer
-from streamwatch.producing import start_run
-from streamwatch.settings import Resources, Settings
-from streamwatch.store import Store
+from streamwatch.runtime import publishing as events
+from streamwatch.runtime.chain import start_run
+from streamwatch.state.store import Store
 from tests.conftest import drain, sqs_event
 from tests.handlers.conftest import T0, deliver, land, land_records, published, run_observer
 
@@ -85,7 +85,7 @@ def test_crash_between_transition_and_publish_publishes_on_redelivery_once(moto_
     assert json.loads(check)["kind"] == "nudge"
     # After the lease (the publisher died), that check and SQS's redelivery publish it, once
     later = time.time() + 3600
-    monkeypatch.setattr("streamwatch.observing.time.time", lambda: later)
+    monkeypatch.setattr("streamwatch.runtime.observer.time.time", lambda: later)
     assert deliver(check, context) and deliver(failed_body, context) and deliver(check, context)
     assert [e["detail-type"] for e in published(local)] == ["Dataset Ready"]
     assert store.get_state("d1").published
@@ -183,7 +183,7 @@ def test_a_failed_producer_ends_the_dataset_with_one_failed_even_before_anything
     # When producer b reports failure, twice (a retry), and every observer message is delivered twice
     assert store.report_failed("f1", "b", "ValueError: bad row 17", T0 + 5)
     assert not store.report_failed("f1", "b", "ValueError: bad row 17", T0 + 6)
-    from streamwatch.producing import nudge
+    from streamwatch.runtime.chain import nudge
     nudge(settings, Resources.from_env(os.environ), store, "f1", always=True)
     run_observer(local, context, fake_clock, duplicate=True)
     # Then exactly one Dataset Failed naming the producer and its error
@@ -228,17 +228,17 @@ def test_a_backlog_in_the_monitor_holds_the_stability_declaration(moto_env, cont
     land(local, context, "d1", ["a"], at=T0)
     store = Store(local.resources.table)
     fake_clock.t = T0 + 1
-    monkeypatch.setattr("streamwatch.observing.Observer.backlog_s", lambda self: fake_clock.t - T0 + 5)
+    monkeypatch.setattr("streamwatch.runtime.observer.Observer.backlog_s", lambda self: fake_clock.t - T0 + 5)
     outcomes = run_observer(local, context, fake_clock, expect_end=False, max_steps=15)
     assert published(local) == [] and store.get_state("d1").status == "OBSERVING" and outcomes
     # When the monitor caught up, Then it declares
-    monkeypatch.setattr("streamwatch.observing.Observer.backlog_s", lambda self: 0.0)
+    monkeypatch.setattr("streamwatch.runtime.observer.Observer.backlog_s", lambda self: 0.0)
     run_observer(local, context, fake_clock)
     assert [e["detail-type"] for e in published(local)] == ["Dataset Ready"]
 
 
 def test_backlog_is_measured_from_the_queue_and_the_monitors_batches(moto_env, context, fake_clock):
-    from streamwatch.observing import Observer
+    from streamwatch.runtime.observer import Observer
     settings, local = moto_env()
     obs = Observer(settings, Resources.from_env(os.environ))
     store = Store(local.resources.table)
@@ -268,7 +268,7 @@ def test_registered_after_the_first_object_the_dataset_switches_to_records_at_on
     # When a run registers it and the producer reports its count
     store = register(settings, local, "sw", ["p"])
     store.report_done("sw", "p", 4, T0 + 3)
-    from streamwatch.producing import nudge
+    from streamwatch.runtime.chain import nudge
     assert nudge(settings, Resources.from_env(os.environ), store, "sw")
     run_observer(local, context, fake_clock)
     # Then it is declared by records, long before a quiet window could pass
@@ -297,7 +297,7 @@ def test_a_putevents_client_error_is_counted_as_not_published_and_retried(moto_e
         return real_put(**kwargs)
     monkeypatch.setattr(client, "put_events", failing_put)
     wall = [time.time()]  # the publish lease is wall time: each round comes after the last one's lease
-    monkeypatch.setattr("streamwatch.observing.time.time", lambda: wall[0])
+    monkeypatch.setattr("streamwatch.runtime.observer.time.time", lambda: wall[0])
     fake_clock.t = T0 + 1
     failures = 0
     for _ in range(200):
@@ -318,7 +318,7 @@ def test_a_putevents_client_error_is_counted_as_not_published_and_retried(moto_e
 
 def test_every_write_after_a_claim_is_fenced_on_its_lease(moto_env, context, fake_clock):
     # Given a declaration whose publisher's lease another message took over (it assumed a crash)
-    from streamwatch.policy import Decision, Progress
+    from streamwatch.core.policy import Decision, Progress
     settings, local = moto_env(Settings(mode="stability"))
     land(local, context, "d1", ["a"], at=T0)
     store = Store(local.resources.table)
@@ -340,7 +340,7 @@ def test_every_write_after_a_claim_is_fenced_on_its_lease(moto_env, context, fak
 def test_a_publisher_with_too_little_left_lets_the_next_holder_publish(moto_env, context, fake_clock, monkeypatch,
                                                                       short):
     # Given a declaring invocation whose lease, or whose invocation, has less left than PutEvents may take
-    from streamwatch import observing
+    from streamwatch.runtime import observer as observing
     settings, local = moto_env(Settings(mode="stability", min_quiet_s=300, buffer_interval_s=300))
     monkeypatch.setenv("STREAMWATCH_PUBLISH_LEASE_S", "1")  # PutEvents' budget scales with it: 1/3 s
     land(local, context, "d1", ["a"], at=T0)
@@ -360,7 +360,7 @@ def test_a_publisher_with_too_little_left_lets_the_next_holder_publish(moto_env,
     monkeypatch.setattr(context, "get_remaining_time_in_millis", lambda: 30_000, raising=False)
     time.sleep(2.2)  # the check's delay: the lease (1 s) plus a second
     later = time.time() + 3600
-    monkeypatch.setattr("streamwatch.observing.time.time", lambda: later)
+    monkeypatch.setattr("streamwatch.runtime.observer.time.time", lambda: later)
     run_observer(local, context, fake_clock)
     assert [e["detail-type"] for e in published(local)] == ["Dataset Ready"]
     assert Store(local.resources.table).get_state("d1").published

@@ -6,7 +6,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from streamwatch.s3_events import filter_prefix, notification_filters, s3_url_encode
+from streamwatch.core.s3_events import filter_prefix, notification_filters, s3_url_encode
 from tests.conftest import object_events
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
+from streamwatch.core.settings import Settings
 from streamwatch.handlers import scheduler
-from streamwatch.settings import Settings
-from streamwatch.store import Store
+from streamwatch.state.store import Store
 from tests.conftest import drain, s3_message, s3_record, sqs_event
 from tests.handlers.conftest import T0, land, published, run_observer
 

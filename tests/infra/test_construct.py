@@ -16,7 +16,7 @@ from aws_cdk.assertions import Match, Template
 from stacks.observer_stack import ObserverStack
 from streamwatch.cdk import register_nag
 from streamwatch.cdk.operations import alarm_thresholds
-from streamwatch.settings import Settings
+from streamwatch.core.settings import Settings
 from tests.infra.aws_rules import actions, role_statements
 
 ROOT = Path(__file__).resolve().parents[2]

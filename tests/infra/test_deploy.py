@@ -15,7 +15,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Annotations, Match, Template
 
 from streamwatch.cdk import Streamwatch, StreamwatchPropsError, register_nag
-from streamwatch.settings import Settings, SettingsError
+from streamwatch.core.settings import Settings, SettingsError
 from tests.infra.aws_rules import RULES, actions, resources, role_statements
 
 

@@ -20,7 +20,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Match, Template
 
 from streamwatch.cdk import Streamwatch, StreamwatchPropsError, register_nag
-from streamwatch.settings import Settings
+from streamwatch.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ({"pattern": "orders/{dataset_id}/", "name": "orders"},)
@@ -148,10 +148,10 @@ def run_isolated(code: str, *front: Path, env: dict | None = None, cwd: Path | N
 def test_the_lambda_asset_holds_runtime_code_only(assembly):
     (runtime,) = [p for p in assets(assembly).values() if (p / "streamwatch" / "handlers").is_dir()]
     names = {str(p.relative_to(runtime)) for p in runtime.rglob("*")}
-    assert "streamwatch/handlers/monitor.py" in names and "streamwatch/reader.py" in names
+    assert "streamwatch/handlers/monitor.py" in names and "streamwatch/reader/objects.py" in names
     assert not [n for n in names if n.split("/")[:2] in (["streamwatch", "cdk"], ["streamwatch", "local"],
                                                         ["streamwatch", "cli"])
-                or n in ("streamwatch/status.py", "streamwatch/__main__.py") or "__pycache__" in n]
+                or n in ("streamwatch/cli/status.py", "streamwatch/__main__.py") or "__pycache__" in n]
 
 
 def test_the_dependency_layer_holds_obstore_for_the_lambda_platform_and_handlers_import_from_it(assembly):

@@ -139,23 +139,29 @@ def test_a_function_missing_its_layer_fails_to_import(synthesized, lambda_paths,
 
 def test_the_local_run_refuses_a_handler_that_reaches_a_package_outside_its_layers(monkeypatch):
     # Given the monitor declared without its dependency layer, When the local run checks the handlers
-    from streamwatch import limits
+    from streamwatch.core import limits
     from streamwatch.local import lambda_imports
     monkeypatch.setitem(limits.FUNCTIONS, "Monitor", limits.Function("monitor", timeout_s=60))
     problem = lambda_imports._import("Monitor")
     # Then it names the function, the chain and the package
-    assert problem and "Monitor" in problem and "counting.py -> reader.py" in problem and "obstore" in problem
+    assert problem and "Monitor" in problem and "runtime/monitor.py -> reader/" in problem and "obstore" in problem
     assert lambda_imports._import("Observer") is None
 
 
-def test_the_lambda_asset_leaves_out_what_no_handler_imports(synthesized):
+def test_the_lambda_asset_is_the_handlers_import_closure(synthesized):
+    # Given the import graph as grimp builds it (another reader of the same source than the bundler's)
+    import grimp
+    graph = grimp.build_graph("streamwatch")
+    handlers = {m for m in graph.modules if m.startswith("streamwatch.handlers.")}
+    closure = set(handlers).union(*(graph.find_upstream_modules(m) for m in handlers))
+    closure |= {".".join(m.split(".")[:i]) for m in closure for i in range(1, m.count(".") + 1)}  # their packages
+    # When the app is synthesized, Then the function's asset holds exactly those modules
     built = synthesized["app"]
     fn = next(f for f in functions(built.template).values()
               if props(f)["Handler"] == "streamwatch.handlers.observer.handler")
     asset = built.asset(props(fn)["Code"]["S3Key"])
-    names = {str(p.relative_to(asset)) for p in asset.rglob("*.py")}
-    assert "streamwatch/handlers/observer.py" in names
-    assert not names & {"streamwatch/simulate.py", "streamwatch/status.py", "streamwatch/__main__.py"}
-    assert not [n for n in names if n.startswith(("streamwatch/cdk/", "streamwatch/local/", "streamwatch/cli/"))]
-
-
+    modules = {".".join(p.relative_to(asset).with_suffix("").parts).removesuffix(".__init__")
+               for p in asset.rglob("*.py")}
+    assert modules == closure
+    assert not [m for m in modules if m.startswith(("streamwatch.cdk", "streamwatch.local", "streamwatch.cli"))]
+    assert "streamwatch.core.simulate" not in modules and "streamwatch.__main__" not in modules

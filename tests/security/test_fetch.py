@@ -86,7 +86,7 @@ def test_the_cli_refuses_a_non_empty_target_before_touching_the_network(tmp_path
 def test_the_consumer_writes_its_manifest_with_unaddressable_keys_listed_as_refused(moto_env):
     import boto3
 
-    from streamwatch.manifest import write_manifest
+    from streamwatch.runtime.manifest import write_manifest
     _, local = moto_env()
     s3 = boto3.client("s3")
     for key in ("part-0", "a/../../escape", "bell\x07"):

@@ -10,12 +10,12 @@ import json
 import boto3
 import pytest
 
-from streamwatch import envelope
-from streamwatch.counting import Message, Monitor
-from streamwatch.envelope import wrap
+from streamwatch.core import envelope
+from streamwatch.core.envelope import wrap
+from streamwatch.core.settings import Settings
 from streamwatch.handlers import monitor as monitor_handler
-from streamwatch.settings import Settings
-from streamwatch.store import Store
+from streamwatch.runtime.monitor import Message, Monitor
+from streamwatch.state.store import Store
 from tests.conftest import object_events, sqs_event
 
 ERRORS = "errors/processing-failed/2026/12/01/"
@@ -144,7 +144,7 @@ def test_error_records_whose_fields_name_no_valid_dataset_plant_nothing(moto_env
 
 
 def test_ids_are_a_full_match_so_a_trailing_newline_is_not_an_id():
-    from streamwatch.ids import InvalidId, check_dataset_id, valid_dataset_id, valid_producer_id
+    from streamwatch.core.ids import InvalidId, check_dataset_id, valid_dataset_id, valid_producer_id
     assert valid_dataset_id("abc") and not valid_dataset_id("abc\n") and not valid_dataset_id("a#b")
     assert valid_producer_id("p1") and not valid_producer_id("p\n") and not valid_producer_id("p 1")
     with pytest.raises(InvalidId, match="dataset id 'abc\\\\n' is invalid"):
@@ -159,7 +159,7 @@ def test_a_key_whose_derived_id_fails_the_definition_is_foreign(moto_env):
 
 
 def test_with_require_registration_only_started_datasets_are_observed(moto_env, context):
-    from streamwatch.producing import start_run
+    from streamwatch.runtime.chain import start_run
     settings, local = moto_env(Settings(mode="records", require_registration=True))
     start_run(settings, local.resources, "registered", ["p0"])
     for name in ("registered", "fresh-1", "fresh-2"):
@@ -173,7 +173,7 @@ def test_with_require_registration_only_started_datasets_are_observed(moto_env, 
 
 def test_with_require_registration_error_records_open_no_dataset_either(moto_env):
     # Given Firehose-shaped error records naming a registered dataset and a fresh one
-    from streamwatch.producing import start_run
+    from streamwatch.runtime.chain import start_run
     settings, local = moto_env(Settings(mode="records", require_registration=True))
     start_run(settings, local.resources, "registered", ["p0"])
     put(local.resources.bucket, ERRORS + "s-1", b"\n".join(
@@ -186,7 +186,7 @@ def test_with_require_registration_error_records_open_no_dataset_either(moto_env
 
 
 def test_a_producers_error_text_is_scrubbed_before_it_leaves_the_process(moto_env):
-    from streamwatch.client import Run
+    from streamwatch.client.run import Run
     settings, local = moto_env(Settings(mode="records"))
     run = Run.start("d1", ["p0"], resources=local.resources, settings=settings)
     secret = "postgres://app:hunter2@db.internal/x?token=abc123 " + "AKIAIOSFODNN7EXAMPLE " + "z" * 2000
@@ -199,7 +199,7 @@ def test_a_producers_error_text_is_scrubbed_before_it_leaves_the_process(moto_en
 def test_status_shows_stored_ids_escaped_never_as_markup_or_terminal_control():
     from rich.console import Console
 
-    from streamwatch.status import Row, plain, rich_table
+    from streamwatch.cli.status import Row, plain, rich_table
     row = Row(dataset="x\n[red]FAKE  READY[/red]\x1b[2J", status="OBSERVING", objects=1, bytes=1, records=None,
               producers="-", age_s=1.0, last_object_at=None, declared_at=None, overdue=False)
     text = plain([row], now=0)
@@ -236,13 +236,13 @@ def test_with_trusted_writers_only_their_objects_count(moto_env):
     ("token rejected: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.sig", "eyJzdWIi"),
 ])
 def test_error_text_scrubbing_catches_secrets_in_the_forms_they_take(text, secret):
-    from streamwatch.errors import scrub_error
+    from streamwatch.core.errors import scrub_error
     assert secret not in scrub_error(text) and "***" in scrub_error(text)
 
 
 def test_error_text_scrubbing_reads_a_bounded_window_of_a_hostile_text(monkeypatch):
     # A text built to make a regex backtrack ("a-" repeated made the old key pattern quadratic: 29 s)
-    from streamwatch import errors
+    from streamwatch.core import errors
     seen = []
     real = errors._CONTROL
     monkeypatch.setattr(errors, "_CONTROL", type("Spy", (), {

@@ -11,10 +11,11 @@ import aws_cdk as cdk
 import boto3
 import pytest
 
-from streamwatch import aws, envelope
-from streamwatch.limits import IDEMPOTENCY_ACTIONS, TABLE_ACTIONS
-from streamwatch.settings import Settings
-from streamwatch.store import Store
+from streamwatch.core import envelope
+from streamwatch.core.limits import IDEMPOTENCY_ACTIONS, TABLE_ACTIONS
+from streamwatch.core.settings import Settings
+from streamwatch.runtime import aws
+from streamwatch.state.store import Store
 from tests.conftest import s3_message, s3_record, sqs_event
 from tests.handlers.conftest import T0, land_records, published, run_observer
 from tests.infra import aws_rules
@@ -114,13 +115,13 @@ def failing_source(request: dict):
 def test_every_other_path_stays_within_the_grants(moto_env, context, fake_clock, monkeypatch):
     """The paths the data path above does not take: a producer that fails, datasets that stall, one amended
     after its declaration, one whose sequence numbers overflow the SEQS item."""
-    from streamwatch import store as store_module
     from streamwatch.handlers import monitor, producer
+    from streamwatch.state import store as store_module
     settings, local = moto_env(Settings(mode="auto", min_objects=1, max_observation_s=1800,
                                         record_source=f"{__name__}:failing_source"))
     firehose_stream(local)
     out: dict[str, set[str]] = {"Producer": set(), "Monitor": set(), "Observer": set()}
-    from streamwatch.producing import start_run
+    from streamwatch.runtime.chain import start_run
     start_run(settings, local.resources, "failing", ["p1"])
     with recorded() as actions, pytest.raises(ConnectionError):  # a source that raises: reported failed, raised
         producer.handler({"action": "produce", "dataset_id": "failing", "producer_id": "p1", "records": 5}, context)
@@ -195,8 +196,8 @@ def test_the_template_grants_each_function_exactly_its_table_actions(granted):
 
 def test_the_consumer_calls_exactly_what_it_is_granted_on_its_idempotency_table(moto_env, context, monkeypatch):
     # Given a Ready handled, handled again (a repeat), and one that fails half-way and is retried
+    from streamwatch.core.limits import IDEMPOTENCY_FALLBACK
     from streamwatch.handlers import consumer
-    from streamwatch.limits import IDEMPOTENCY_FALLBACK
     _, local = moto_env()
     boto3.client("s3").put_object(Bucket=local.resources.bucket, Key="data/dataset=d1/part-0", Body=b"{}\n")
     detail = {"dataset_id": "d1", "bucket": local.resources.bucket, "prefix": "data/dataset=d1/", "objects": 1,

@@ -10,7 +10,7 @@ import aws_cdk as cdk
 import pytest
 
 from stacks.observer_stack import ObserverStack
-from streamwatch.settings import Settings
+from streamwatch.core.settings import Settings
 from tests.infra.aws_rules import actions, props, ref, resources, role_statements
 
 
@@ -89,7 +89,7 @@ def test_bursts_are_capped(template):
     ({"producers": [{"producer_id": "p\n", "records": 1}]}, "producer id 'p\\n' is invalid"),
 ])
 def test_the_starter_refuses_requests_past_its_caps(event, message):
-    from streamwatch.errors import InputError
+    from streamwatch.core.errors import InputError
     from streamwatch.handlers.producer import producer_list
     with pytest.raises(InputError) as caught:
         producer_list(event, Settings())
@@ -101,7 +101,7 @@ def test_grant_produce_gives_an_outside_producer_the_producers_grants_and_no_mor
     from aws_cdk.assertions import Template
 
     from streamwatch.cdk import Streamwatch
-    from streamwatch.limits import TABLE_ACTIONS
+    from streamwatch.core.limits import TABLE_ACTIONS
     stack = cdk.Stack(cdk.App(), "Outside")
     watch = Streamwatch(stack, "Watch")
     role = iam.Role(stack, "GlueJob", assumed_by=iam.ServicePrincipal("glue.amazonaws.com"))

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamwatch import envelope
-from streamwatch.envelope import RecordError, scan, wrap
+from streamwatch.core import envelope
+from streamwatch.core.envelope import RecordError, scan, wrap
 
 
 def test_wrap_puts_the_envelope_first_then_the_rule_fields_then_the_record():

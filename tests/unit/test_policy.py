@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamwatch.policy import Policy, Progress, View, complete_now, decide, effective_mode, seed_delay
-from streamwatch.simulate import PolicyProbe, Trace, simulate
+from streamwatch.core.policy import Policy, Progress, View, complete_now, decide, effective_mode, seed_delay
+from streamwatch.core.simulate import PolicyProbe, Trace, simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 

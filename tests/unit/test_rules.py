@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from streamwatch.rules import RuleError, RuleSet
-from streamwatch.settings import Settings, SettingsError
+from streamwatch.core.rules import RuleError, RuleSet
+from streamwatch.core.settings import Settings, SettingsError
 
 
 def ts(text: str) -> float:

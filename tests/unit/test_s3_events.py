@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from streamwatch.rules import RuleSet
-from streamwatch.s3_events import Skip, parse_message
+from streamwatch.core.rules import RuleSet
+from streamwatch.core.s3_events import Skip, parse_message
 
 RULES = RuleSet.parse(None)
 BUCKET = "amzn-s3-demo-bucket"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from streamwatch.settings import Settings, SettingsError
+from streamwatch.core.settings import Settings, SettingsError
 
 
 def test_defaults_are_valid_and_derive_the_quiet_window_from_the_buffer_interval():

@@ -31,8 +31,8 @@ from streamwatch.cdk.bundling import dependency_layer_code, producer_code
 from streamwatch.cdk.nag import acknowledge
 from streamwatch.cdk.operations import Operations
 from streamwatch.cdk.parts import ARCHITECTURE, RUNTIME, QueueWithDlq, StreamwatchFunction
-from streamwatch.events import DETAIL_TYPES, READY, SOURCE
-from streamwatch.limits import (
+from streamwatch.core.events import DETAIL_TYPES, READY, SOURCE
+from streamwatch.core.limits import (
     DEPENDENCY_LAYER,
     FUNCTIONS,
     IDEMPOTENCY_ACTIONS,
@@ -40,10 +40,19 @@ from streamwatch.limits import (
     TABLE_ACTIONS,
     notification_visibility_s,
 )
-from streamwatch.rules import MANIFEST, SUCCESS
-from streamwatch.s3_events import notification_filters, object_created_pattern, watched_prefixes
-from streamwatch.settings import Resources, Settings, SettingsError
-from streamwatch.store import IDEMPOTENCY_KEY, IDEMPOTENCY_TTL, LIST_INDEX, LIST_PK, LIST_SK, PK, SK, TTL_ATTRIBUTE
+from streamwatch.core.rules import MANIFEST, SUCCESS
+from streamwatch.core.s3_events import notification_filters, object_created_pattern, watched_prefixes
+from streamwatch.core.settings import Resources, Settings, SettingsError
+from streamwatch.state.store import (
+    IDEMPOTENCY_KEY,
+    IDEMPOTENCY_TTL,
+    LIST_INDEX,
+    LIST_PK,
+    LIST_SK,
+    PK,
+    SK,
+    TTL_ATTRIBUTE,
+)
 
 ERROR_OUTPUT = "!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
 STARTER_CONCURRENCY = 5
@@ -87,7 +96,7 @@ class Streamwatch(Construct):
     """Watch datasets that Firehose writes to S3 and put one Dataset Ready (or Failed, Stalled, Overdue, Amended)
     on EventBridge per dataset.
 
-    `settings`: `streamwatch.settings.Settings` (policy, dataset rules, buffering, alarms, ...).
+    `settings`: `streamwatch.core.settings.Settings` (policy, dataset rules, buffering, alarms, ...).
     `bucket` / `bucket_props`: an existing bucket (IBucket), or props for the one the construct creates.
     `delivery_stream`: an existing Firehose stream (IDeliveryStream) writing the first dataset rule's layout;
     otherwise one is created with dynamic partitioning from that rule.

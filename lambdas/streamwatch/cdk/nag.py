@@ -12,7 +12,7 @@ import aws_cdk as cdk
 from aws_cdk import Stack
 from cdk_nag import AwsSolutionsChecks
 
-from streamwatch.rules import MANIFEST, SUCCESS
+from streamwatch.core.rules import MANIFEST, SUCCESS
 
 BASIC_EXECUTION_ROLE = "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 S3_GRANT_ACTIONS = ("s3:GetBucket*", "s3:GetObject*", "s3:List*", "s3:Abort*", "s3:DeleteObject*")

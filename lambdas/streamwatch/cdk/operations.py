@@ -29,8 +29,8 @@ from cdk_monitoring_constructs import (
 )
 from constructs import Construct
 
-from streamwatch.limits import OBSERVER_VISIBILITY_S
-from streamwatch.settings import SQS_MAX_DELAY_S, Settings
+from streamwatch.core.limits import OBSERVER_VISIBILITY_S
+from streamwatch.core.settings import SQS_MAX_DELAY_S, Settings
 
 GT = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
 LT = cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD

@@ -9,8 +9,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from streamwatch.cdk.bundling import runtime_code
-from streamwatch.limits import MAX_RECEIVE_COUNT
-from streamwatch.settings import Resources, Settings, SettingsError
+from streamwatch.core.limits import MAX_RECEIVE_COUNT
+from streamwatch.core.settings import Resources, Settings, SettingsError
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14  # the newest runtime the managed Powertools layer is published for
 ARCHITECTURE = lambda_.Architecture.X86_64  # the managed layer's and the dependency layer's wheels

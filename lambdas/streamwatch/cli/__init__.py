@@ -15,8 +15,8 @@ import time
 import traceback
 from dataclasses import asdict
 
-from streamwatch.errors import EXIT_BUG, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, InputError, NotFound, RunFailed
-from streamwatch.settings import Settings
+from streamwatch.core.errors import EXIT_BUG, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, InputError, NotFound, RunFailed
+from streamwatch.core.settings import Settings
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
@@ -65,8 +65,8 @@ def simulation_settings(args: argparse.Namespace, trace) -> Settings:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from streamwatch.policy import Policy
-    from streamwatch.simulate import PolicyProbe, Trace, simulate, simulate_windows
+    from streamwatch.core.policy import Policy
+    from streamwatch.core.simulate import PolicyProbe, Trace, simulate, simulate_windows
 
     trace = Trace.load(args.trace)
     settings = simulation_settings(args, trace)
@@ -203,7 +203,7 @@ def check_bucket(bucket: str, endpoint_url: str | None = None) -> None:
 def deployment_of(args: argparse.Namespace):
     """The deployment a command works on: --local (a running `streamwatch demo`), --stack NAME (its outputs),
     or the environment (STREAMWATCH_STACK, or STREAMWATCH_RES_* as inside the stack's Lambdas)."""
-    from streamwatch.deployment import Deployment
+    from streamwatch.client.deployment import Deployment
 
     if getattr(args, "local", False):
         from streamwatch.local.sandbox import attach_local_run

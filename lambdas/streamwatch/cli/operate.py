@@ -9,10 +9,10 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from streamwatch.errors import InputError
-from streamwatch.events import iso
-from streamwatch.status import plain, printable, rich_table, row
-from streamwatch.store import Store, day_of
+from streamwatch.cli.status import plain, printable, rich_table, row
+from streamwatch.core.errors import InputError
+from streamwatch.core.events import iso
+from streamwatch.state.store import Store, day_of
 
 STATUSES = ("OBSERVING", "WAITING", "READY", "FAILED", "STALLED")
 
@@ -139,8 +139,8 @@ def _dataset_and_reason(name: str, message: dict) -> tuple[str, str]:
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
-    from streamwatch import aws
     from streamwatch.cli import deployment_of
+    from streamwatch.runtime import aws
 
     deployment = deployment_of(args)
     if not deployment.queues:

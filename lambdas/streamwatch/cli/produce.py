@@ -9,8 +9,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from streamwatch.errors import EXIT_FAILED, InputError
-from streamwatch.producing import ProducerReport
+from streamwatch.client.producer import ProducerReport
+from streamwatch.core.errors import EXIT_FAILED, InputError
 
 
 def add_parsers(sub, deployment_options: argparse.ArgumentParser) -> None:
@@ -44,7 +44,7 @@ def add_parsers(sub, deployment_options: argparse.ArgumentParser) -> None:
 
 def _run(args, *, start: bool = False, producers: list[str] = ()):
     from streamwatch.cli import deployment_of
-    from streamwatch.client import Run
+    from streamwatch.client.run import Run
 
     deployment = deployment_of(args)
     if start:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from streamwatch.settings import Resources, Settings
+from streamwatch.core.settings import Resources, Settings
 
 _warned = False
 

@@ -1,5 +1,5 @@
 """Example consumer Lambda, subscribed to `Dataset Ready`: reads the dataset in parallel and writes a manifest
-(keys, sizes, ETags, record counts, totals) and `_SUCCESS` next to it (streamwatch.manifest).
+(keys, sizes, ETags, record counts, totals) and `_SUCCESS` next to it (streamwatch.runtime.manifest).
 
 A Ready can arrive twice with the same `event_id` (EventBridge's at-least-once delivery; an observer that died
 between PutEvents and recording it): Powertools Idempotency, keyed on `event_id`, runs the work once and answers
@@ -13,11 +13,11 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
 
-from streamwatch import aws
-from streamwatch.manifest import write_manifest
+from streamwatch.core.settings import Resources
 from streamwatch.reader import DatasetReader
-from streamwatch.settings import Resources
-from streamwatch.store import IDEMPOTENCY_KEY, IDEMPOTENCY_TTL
+from streamwatch.runtime import aws
+from streamwatch.runtime.manifest import write_manifest
+from streamwatch.state.store import IDEMPOTENCY_KEY, IDEMPOTENCY_TTL
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 # a day: a repeated Ready comes within minutes; a dataset started anew after its state expired (dedupe_ttl_days,

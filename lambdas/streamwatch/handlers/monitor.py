@@ -1,4 +1,4 @@
-"""Monitor Lambda: SQS batches of object events -> exact per-dataset counts (streamwatch.counting)."""
+"""Monitor Lambda: SQS batches of object events -> exact per-dataset counts (streamwatch.runtime.monitor)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from streamwatch.counting import Message, Monitor
 from streamwatch.handlers.common import environment, metric_name
+from streamwatch.runtime.monitor import Message, Monitor
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 

@@ -1,4 +1,4 @@
-"""Observer Lambda: one tick of a dataset's observation chain per message (streamwatch.observing)."""
+"""Observer Lambda: one tick of a dataset's observation chain per message (streamwatch.runtime.observer)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from streamwatch.events import PublishError
+from streamwatch.core.limits import PUBLISH_LEASE_S
+from streamwatch.core.s3_events import Skip
 from streamwatch.handlers.common import environment, metric_name
-from streamwatch.limits import PUBLISH_LEASE_S
-from streamwatch.observing import Observer
-from streamwatch.s3_events import Skip
-from streamwatch.ticks import Tick
+from streamwatch.runtime.observer import Observer
+from streamwatch.runtime.publishing import PublishError
+from streamwatch.runtime.ticks import Tick
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 

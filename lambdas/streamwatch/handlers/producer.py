@@ -15,13 +15,13 @@ import json
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from streamwatch import aws
-from streamwatch.client import Run
-from streamwatch.deployment import Deployment
-from streamwatch.errors import InputError
+from streamwatch.client.deployment import Deployment
+from streamwatch.client.producer import load_record_source
+from streamwatch.client.run import Run
+from streamwatch.core.errors import InputError
+from streamwatch.core.ids import check_dataset_id, check_producer_id
 from streamwatch.handlers.common import environment
-from streamwatch.ids import check_dataset_id, check_producer_id
-from streamwatch.producing import load_record_source
+from streamwatch.runtime import aws
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 

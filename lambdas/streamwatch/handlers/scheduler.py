@@ -1,5 +1,5 @@
 """Scheduler Lambda: EventBridge schedules -> close time windows (`{"action": "close_windows"}`) and the heartbeat
-(`{"action": "heartbeat"}`), streamwatch.scheduling."""
+(`{"action": "heartbeat"}`), streamwatch.runtime.scheduler."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from streamwatch.handlers.common import environment
-from streamwatch.scheduling import Scheduler
+from streamwatch.runtime.scheduler import Scheduler
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 

@@ -11,12 +11,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from streamwatch import clock, envelope
-from streamwatch.events import AMENDED, FAILED, READY, STALLED, parse_iso
+from streamwatch.cli.status import plain, rich_table, row
+from streamwatch.core import clock, envelope
+from streamwatch.core.events import AMENDED, FAILED, READY, STALLED, parse_iso
+from streamwatch.core.settings import Settings
 from streamwatch.local.sandbox import Chaos, Sandbox
-from streamwatch.settings import Settings
-from streamwatch.status import plain, rich_table, row
-from streamwatch.store import Store
+from streamwatch.state.store import Store
 
 # (dataset, [(producer, records, start, duration)]), start and duration in Firehose buffer intervals, so the
 # proportions hold for any settings. "sensors" has a slow producer that starts after the others are done.
@@ -113,7 +113,7 @@ def _write_windows(sb: Sandbox, start: float) -> list[str]:
     """Another team's writer on the hourly rule: records for 20 pipeline minutes from `start`, then nothing."""
     import threading
 
-    from streamwatch.rules import window_token
+    from streamwatch.core.rules import window_token
     stream = sb.add_stream(WINDOW_RULE["name"])
 
     def write() -> None:

@@ -25,9 +25,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from streamwatch import clock, envelope
-from streamwatch.ids import valid_field_value
-from streamwatch.settings import Settings
+from streamwatch.core import clock, envelope
+from streamwatch.core.ids import valid_field_value
+from streamwatch.core.settings import Settings
 
 ACTIVE_PARTITION_LIMIT = 500  # Firehose's default quota of active partitions per stream
 

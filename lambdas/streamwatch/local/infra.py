@@ -14,11 +14,20 @@ from dataclasses import dataclass
 
 import boto3
 
-from streamwatch.events import DETAIL_TYPES, SOURCE
-from streamwatch.limits import MAX_RECEIVE_COUNT
-from streamwatch.s3_events import notification_filters, object_created_pattern, watched_prefixes
-from streamwatch.settings import Resources, Settings
-from streamwatch.store import IDEMPOTENCY_KEY, IDEMPOTENCY_TTL, LIST_INDEX, LIST_PK, LIST_SK, PK, SK, TTL_ATTRIBUTE
+from streamwatch.core.events import DETAIL_TYPES, SOURCE
+from streamwatch.core.limits import MAX_RECEIVE_COUNT
+from streamwatch.core.s3_events import notification_filters, object_created_pattern, watched_prefixes
+from streamwatch.core.settings import Resources, Settings
+from streamwatch.state.store import (
+    IDEMPOTENCY_KEY,
+    IDEMPOTENCY_TTL,
+    LIST_INDEX,
+    LIST_PK,
+    LIST_SK,
+    PK,
+    SK,
+    TTL_ATTRIBUTE,
+)
 
 
 @dataclass(frozen=True)

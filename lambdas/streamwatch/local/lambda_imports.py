@@ -14,13 +14,13 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from streamwatch.limits import FUNCTIONS, LAYER_PACKAGES
+from streamwatch.core.limits import FUNCTIONS, LAYER_PACKAGES
 
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]
-# not in the runtime asset (cdk/bundling.py NOT_RUNTIME) or never on a Lambda's path
+# never in the runtime asset (the handlers' import closure, cdk/bundling.py) or never on a Lambda's path
 NOT_IN_LAMBDA = ("aws_cdk", "cdk_nag", "cdk_monitoring_constructs", "constructs", "jsii", "rich", "moto",
-                 "streamwatch.cdk", "streamwatch.local", "streamwatch.cli", "streamwatch.simulate",
-                 "streamwatch.status", "streamwatch.__main__")
+                 "streamwatch.cdk", "streamwatch.local", "streamwatch.cli", "streamwatch.core.simulate",
+                 "streamwatch.settings", "streamwatch.__main__")
 _REFUSER = """
 import importlib.abc, sys
 REFUSED = {refused!r}

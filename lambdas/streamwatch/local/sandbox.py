@@ -5,7 +5,7 @@ maxReceiveCount, DelaySeconds honoured), and a Firehose emulation where moto fal
 makes a 300 s buffer take seconds; every proportion is kept.
 
 Reusable (docs/local-run.md): `with Sandbox(settings) as sb:` points the environment at the sandbox, so the
-producer client (`streamwatch.client.Run`) works unchanged inside it and its PutRecordBatch calls reach the
+producer client (`streamwatch.client.run.Run`) works unchanged inside it and its PutRecordBatch calls reach the
 Firehose emulation; `sb.resources` holds the names; `sb.events` collects every event on the bus.
 """
 
@@ -28,10 +28,11 @@ from pathlib import Path
 import boto3
 from botocore.awsrequest import AWSResponse
 
-from streamwatch import aws, clock
-from streamwatch import events as events_module
-from streamwatch.client import Run
-from streamwatch.clock import ScaledClock, WallClock
+from streamwatch.client.producer import ProducerReport, sample_records
+from streamwatch.client.run import Run
+from streamwatch.core import clock
+from streamwatch.core.clock import ScaledClock, WallClock
+from streamwatch.core.settings import Settings
 from streamwatch.handlers import monitor as monitor_handler
 from streamwatch.handlers import observer as observer_handler
 from streamwatch.handlers import scheduler as scheduler_handler
@@ -40,9 +41,9 @@ from streamwatch.local.context import LambdaContext
 from streamwatch.local.firehose import LocalFirehose
 from streamwatch.local.lambda_imports import check_handlers
 from streamwatch.local.server import moto_server
-from streamwatch.producing import ProducerReport, sample_records
-from streamwatch.settings import Settings
-from streamwatch.store import Store
+from streamwatch.runtime import aws
+from streamwatch.runtime import publishing as events_module
+from streamwatch.state.store import Store
 
 CACHE = Path(os.environ.get("STREAMWATCH_BUILD_CACHE") or Path.home() / ".cache" / "streamwatch")
 LOCAL_RUN_FILE = CACHE / "local-run.json"  # where a running local run says it is (status --local)
@@ -432,7 +433,7 @@ class Sandbox:
         and (where records are required, mode `records`) objects whose line never ends. In `auto` mode such an
         object is one of a stream without AppendDelimiter and counts as an object: only the bucket policy keeps
         a hostile one out."""
-        from streamwatch.envelope import MAX_LINE_BYTES
+        from streamwatch.core.envelope import MAX_LINE_BYTES
         rng, n, poisoned = random.Random(11), 0, set()
         errors = self.settings.error_prefix or "errors/"
         rule = self.settings.rules.stream_rule
@@ -598,8 +599,8 @@ class Sandbox:
 
 def attach_local_run():
     """The deployment of a `streamwatch demo` running in another process (its moto server and resources)."""
-    from streamwatch.deployment import Deployment
-    from streamwatch.errors import NotFound
+    from streamwatch.client.deployment import Deployment
+    from streamwatch.core.errors import NotFound
 
     try:
         doc = json.loads(LOCAL_RUN_FILE.read_text())

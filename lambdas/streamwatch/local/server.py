@@ -7,7 +7,7 @@ import threading
 import urllib.request
 from contextlib import contextmanager
 
-from streamwatch import aws
+from streamwatch.runtime import aws
 
 ENV = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1",
        "AWS_SESSION_TOKEN": "local"}
@@ -51,7 +51,7 @@ def _match_s3_filters_as_aws() -> None:
     raw key, so an unencoded `data/dataset=` would work here and never fire in AWS. Make moto strict like S3."""
     from moto.s3.models import Notification
 
-    from streamwatch.s3_events import s3_url_encode
+    from streamwatch.core.s3_events import s3_url_encode
 
     if getattr(Notification._key_matches, "as_aws", False):
         return

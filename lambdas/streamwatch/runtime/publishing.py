@@ -1,4 +1,5 @@
-"""EventBridge event shapes (docs/events.md, schema in docs/event-detail.schema.json) and publishing them.
+"""Publishing EventBridge events: the detail (docs/events.md, schema in docs/event-detail.schema.json) and
+PutEvents. The names and time formats are core/events.py's.
 
 `detail` always has event_id, dataset_id, bucket, prefix, objects, bytes, records (null when not counted),
 first_object_at, last_object_at, declared_at (ISO-8601 UTC, null until declared), mode, ticks, policy; plus
@@ -12,37 +13,34 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from streamwatch import aws
-from streamwatch.policy import Policy
-from streamwatch.rules import RuleError, RuleSet
-from streamwatch.store import State
+from streamwatch.core.events import (  # re-exported: publishing.READY, publishing.iso, ...
+    AMENDED,
+    DETAIL_TYPES,
+    FAILED,
+    KIND_OF,
+    OVERDUE,
+    READY,
+    SOURCE,
+    STALLED,
+    TYPE_OF,
+    iso,
+    parse_iso,
+)
+from streamwatch.core.policy import Policy
+from streamwatch.core.rules import RuleError, RuleSet
+from streamwatch.runtime import aws
+from streamwatch.state.store import State
 
-SOURCE = "streamwatch"
-READY, AMENDED, STALLED = "Dataset Ready", "Dataset Amended", "Dataset Stalled"
-FAILED, OVERDUE = "Dataset Failed", "Dataset Overdue"
-DETAIL_TYPES = (READY, AMENDED, STALLED, FAILED, OVERDUE)
-KIND_OF = {READY: "ready", AMENDED: "amended", STALLED: "stalled", FAILED: "failed", OVERDUE: "overdue"}
-TYPE_OF = {kind: detail_type for detail_type, kind in KIND_OF.items()}
+__all__ = ["AMENDED", "DETAIL_TYPES", "FAILED", "KIND_OF", "OVERDUE", "READY", "SOURCE", "STALLED", "TYPE_OF",
+           "PublishError", "detail", "iso", "parse_iso", "prefix_of", "publish"]
 log = logging.getLogger(__name__)
 
 
 class PublishError(RuntimeError):
     """EventBridge kept refusing the entry: the caller lets the message be retried."""
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_iso(text: str) -> float:
-    """ISO-8601 ('Z' or offset) -> epoch seconds; the inverse of `iso` (and how S3 writes eventTime)."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def prefix_of(rules: RuleSet, dataset_id: str) -> str:

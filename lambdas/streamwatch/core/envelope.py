@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from streamwatch import ids
+from streamwatch.core import ids
 
 FIELD = "_sw"
 _ENVELOPE_RE = re.compile(rb'\n\{"_sw":"([A-Za-z0-9._-]+):([0-9]+)"')
@@ -36,7 +36,7 @@ class RecordError(ValueError):
     """A record the producer cannot send: not JSON-serializable, not a JSON object, or too large."""
 
 
-valid_producer_id = ids.valid_producer_id  # the one definition (streamwatch.ids)
+valid_producer_id = ids.valid_producer_id  # the one definition (streamwatch.core.ids)
 
 
 class Wrapper:

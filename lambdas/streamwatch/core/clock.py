@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 
-from streamwatch.settings import SQS_MAX_DELAY_S
+from streamwatch.core.settings import SQS_MAX_DELAY_S
 
 
 class WallClock:

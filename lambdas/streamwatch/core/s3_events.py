@@ -1,5 +1,5 @@
 """Object-created messages, in every shape a bucket can deliver them to the notifications queue, and the key ->
-dataset mapping through the dataset rules (`streamwatch.rules`).
+dataset mapping through the dataset rules (`streamwatch.core.rules`).
 
 Shapes (each tested with AWS's documented samples, tests/unit/test_s3_events.py):
 - an S3 event notification `{"Records": [...]}`: keys URL-encoded (`+` is a space, `%2B` a plus);
@@ -16,8 +16,8 @@ import json
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
-from streamwatch.ids import valid_dataset_id
-from streamwatch.rules import RuleSet
+from streamwatch.core.ids import valid_dataset_id
+from streamwatch.core.rules import RuleSet
 
 OBJECT_CREATED = "Object Created"
 # S3 writes keys URL-encoded in notifications ("red flower.jpg" -> "red+flower.jpg", S3 User Guide "Event message

@@ -14,8 +14,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from streamwatch.errors import NotFound
-from streamwatch.settings import RESOURCE_ENV_PREFIX, Resources, Settings
+from streamwatch.core.errors import NotFound
+from streamwatch.core.settings import RESOURCE_ENV_PREFIX, Resources, Settings
 
 STACK_ENV = "STREAMWATCH_STACK"
 # CloudFormation output -> Resources field (the construct's outputs; see streamwatch.cdk)

@@ -19,16 +19,16 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from streamwatch import clock, envelope
-from streamwatch.events import parse_iso
-from streamwatch.ids import valid_dataset_id, valid_field_value
-from streamwatch.policy import Policy, complete_now
-from streamwatch.reader import stream_object
-from streamwatch.rules import RuleError
-from streamwatch.s3_events import ObjectCreated, Skip, parse_message
-from streamwatch.settings import Resources, Settings
-from streamwatch.store import OBSERVING, READY, STALLED, CountedObject, ErrorRecords, State, Store
-from streamwatch.ticks import Tick, send
+from streamwatch.core import clock, envelope
+from streamwatch.core.events import parse_iso
+from streamwatch.core.ids import valid_dataset_id, valid_field_value
+from streamwatch.core.policy import Policy, complete_now
+from streamwatch.core.rules import RuleError
+from streamwatch.core.s3_events import ObjectCreated, Skip, parse_message
+from streamwatch.core.settings import Resources, Settings
+from streamwatch.reader.objects import stream_object
+from streamwatch.runtime.ticks import Tick, send
+from streamwatch.state.store import OBSERVING, READY, STALLED, CountedObject, ErrorRecords, State, Store
 
 log = logging.getLogger(__name__)
 READ_THREADS = 16

@@ -24,13 +24,15 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from streamwatch import aws, clock, events
-from streamwatch.limits import PUBLISH_BUDGET_S, PUBLISH_LEASE_S, notification_visibility_s
-from streamwatch.policy import Decision, Policy, complete_now, decide
-from streamwatch.rules import RuleError
-from streamwatch.settings import SQS_MAX_DELAY_S, Resources, Settings
-from streamwatch.store import DECLARED, FAILED, OBSERVING, State, Store
-from streamwatch.ticks import Tick, send
+from streamwatch.core import clock
+from streamwatch.core.limits import PUBLISH_BUDGET_S, PUBLISH_LEASE_S, notification_visibility_s
+from streamwatch.core.policy import Decision, Policy, complete_now, decide
+from streamwatch.core.rules import RuleError
+from streamwatch.core.settings import SQS_MAX_DELAY_S, Resources, Settings
+from streamwatch.runtime import aws
+from streamwatch.runtime import publishing as events
+from streamwatch.runtime.ticks import Tick, send
+from streamwatch.state.store import DECLARED, FAILED, OBSERVING, State, Store
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import re
 import time
 from dataclasses import dataclass
 
-from streamwatch.events import iso
-from streamwatch.store import State
+from streamwatch.core.events import iso
+from streamwatch.state.store import State
 
 COLUMNS = ("dataset", "status", "objects", "bytes", "records", "producers", "age", "last object", "declared",
            "overdue")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from streamwatch.core.rules import MANIFEST, SUCCESS, is_marker
 from streamwatch.reader import DatasetReader, LineCountSink, ObjectInfo
-from streamwatch.rules import MANIFEST, SUCCESS, is_marker
 
 
 class IncompleteRead(RuntimeError):

@@ -18,9 +18,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from streamwatch import envelope
-from streamwatch.errors import InputError, did_you_mean
-from streamwatch.policy import Decision, Policy, Progress, View, complete_now, decide
+from streamwatch.core import envelope
+from streamwatch.core.errors import InputError, did_you_mean
+from streamwatch.core.policy import Decision, Policy, Progress, View, complete_now, decide
 
 MAX_STEPS = 1_000_000
 

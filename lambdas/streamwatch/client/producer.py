@@ -1,5 +1,5 @@
-"""Producing: records to Firehose with PutRecordBatch, never losing one silently; run registration and the
-producer reports that tell the observer what to expect.
+"""Producing: records to Firehose with PutRecordBatch, never losing one silently, and the producer's report.
+(Registering a run and nudging the observer are the observer chain's: runtime/chain.py.)
 
 Limits (Firehose): <= 500 records and <= 4 MiB per call, <= 1000 KiB per record. A 200 response can still
 carry `FailedPutCount > 0`: only the entries with an `ErrorCode` are resent, with exponential backoff and full
@@ -20,12 +20,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
-from streamwatch import aws, clock, ids
-from streamwatch.envelope import RecordError
-from streamwatch.policy import Policy, complete_now
-from streamwatch.settings import Resources, Settings
-from streamwatch.store import OBSERVING, Store
-from streamwatch.ticks import Tick, send
+from streamwatch.core.envelope import RecordError
+from streamwatch.runtime import aws
 
 MAX_BATCH_RECORDS = 500
 MAX_BATCH_BYTES = 4 * 1024 * 1024
@@ -39,7 +35,6 @@ class RecordTooLarge(RecordError):
     """A record over Firehose's 1000 KiB limit: rejected up front rather than dropped by the service."""
 
 
-check_dataset_id = ids.check_dataset_id  # InvalidId (an InputError): one clear line, exit 2
 
 
 @dataclass
@@ -151,53 +146,6 @@ def sample_records(request: dict) -> Iterator[dict]:
         yield {"ts": round(time.time(), 3), "sensor": f"s-{rng.randrange(1000):03d}",
                "value": round(rng.gauss(20, 5), 3),
                "payload": "".join(rng.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=payload_bytes))}
-
-
-# --- runs and reports ---------------------------------------------------------------------------------------
-def start_chain(resources: Resources, store: Store, dataset_id: str) -> None:
-    """Start the dataset's observer chain unless it runs (a duplicate tick 0 is dropped by the observer)."""
-    state = store.get_state(dataset_id)
-    if state is not None and state.status == OBSERVING and not state.chain_started:
-        send(resources.observer_queue_url, [(Tick(dataset_id, 0, "tick"), 0)])
-        store.mark_chain_started(dataset_id)
-
-
-def nudge(settings: Settings, resources: Resources, store: Store, dataset_id: str, *, always: bool = False) -> bool:
-    """After a report: make sure the chain runs, and ask the observer to check now if the dataset may have
-    become complete (or failed). Returns whether a nudge was sent."""
-    state = store.get_state(dataset_id)
-    if state is None or state.status != OBSERVING:
-        return False
-    if not state.chain_started:
-        start_chain(resources, store, dataset_id)
-        state = store.get_state(dataset_id)
-    view = state.view(clock.get().now())
-    if not always and not view.failure:
-        if not (view.all_done and view.counts_reported):
-            return False
-        try:
-            rule = settings.rules.find(state.rule)
-        except Exception:
-            rule = None
-        view = state.view(clock.get().now(), records_landed=store.records_landed(state))
-        if complete_now(Policy.from_settings(settings, rule), view) is None:
-            return False
-    send(resources.observer_queue_url, [(Tick(dataset_id, state.tick, "nudge"), 0)])
-    return True
-
-
-def start_run(settings: Settings, resources: Resources, dataset_id: str, producers: list[str], *,
-              store: Store | None = None, deadline_ts: float | None = None) -> None:
-    """Register a dataset with its expected producers and start observing it (idempotent)."""
-    check_dataset_id(dataset_id)
-    store = store or Store.from_settings(settings, resources)
-    rule = settings.rules.rule_for(dataset_id)
-    _, window_start = rule.parse_id(dataset_id)
-    window = (window_start, window_start + rule.window_s) if window_start is not None else None
-    store.register_run(dataset_id, producers, clock.get().now(), rule=rule.name, window=window,
-                       deadline_ts=deadline_ts)
-    start_chain(resources, store, dataset_id)
-    nudge(settings, resources, store, dataset_id, always=True)  # registered after objects landed: switch now
 
 
 @dataclass

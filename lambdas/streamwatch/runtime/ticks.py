@@ -8,9 +8,9 @@ import json
 import time
 from dataclasses import asdict, dataclass
 
-from streamwatch import aws
-from streamwatch.ids import valid_dataset_id
-from streamwatch.s3_events import Skip
+from streamwatch.core.ids import valid_dataset_id
+from streamwatch.core.s3_events import Skip
+from streamwatch.runtime import aws
 
 KINDS = ("tick", "nudge", "amend")
 

@@ -29,10 +29,11 @@ from decimal import Decimal
 
 from botocore.exceptions import ClientError
 
-from streamwatch import aws, envelope
-from streamwatch.envelope import Scan
-from streamwatch.errors import scrub_error
-from streamwatch.policy import Decision, Progress, View
+from streamwatch.core import envelope
+from streamwatch.core.envelope import Scan
+from streamwatch.core.errors import scrub_error
+from streamwatch.core.policy import Decision, Progress, View
+from streamwatch.runtime import aws
 
 PK, SK = "pk", "sk"
 TTL_ATTRIBUTE = "expires_at"

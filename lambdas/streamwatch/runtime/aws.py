@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
-import random
 
 import boto3
 from botocore.config import Config
 
-RETRIES = {"mode": "standard", "max_attempts": 8}
+from streamwatch.core.backoff import RETRIES, backoff_s  # noqa: F401 (aws.backoff_s, aws.RETRIES)
+
 # PutEvents is bounded (limits.PUBLISH_BUDGET_S): 3 attempts x (1 s connect + 4 s read) + standard mode's
 # backoff between them (at most 1 s, then 2 s) = 18 s at most
 BOUNDED = {"events": {"retries": {"mode": "standard", "max_attempts": 3}, "connect_timeout": 1, "read_timeout": 4}}
@@ -25,12 +25,6 @@ def client(service: str, max_pool_connections: int = 10):
 def table(name: str):
     resource = boto3.resource("dynamodb", config=Config(retries=RETRIES))
     return resource.Table(name)
-
-
-def backoff_s(attempt: int, base: float, cap: float) -> float:
-    """Exponential backoff with full jitter (the AWS Architecture Blog's recommendation): seconds to wait
-    before retry `attempt + 1`."""
-    return random.uniform(0, min(cap, base * 2 ** attempt))
 
 
 def reset() -> None:

@@ -17,11 +17,11 @@ import logging
 import math
 from dataclasses import dataclass
 
-from streamwatch import clock
-from streamwatch.producing import start_chain
-from streamwatch.rules import window_bounds, windows_between
-from streamwatch.settings import Resources, Settings
-from streamwatch.store import OBSERVING, Store, day_of
+from streamwatch.core import clock
+from streamwatch.core.rules import window_bounds, windows_between
+from streamwatch.core.settings import Resources, Settings
+from streamwatch.runtime.chain import start_chain
+from streamwatch.state.store import OBSERVING, Store, day_of
 
 log = logging.getLogger(__name__)
 LOOKBACK_WINDOWS = 3  # a schedule also reopens the windows a missed or late run would have opened

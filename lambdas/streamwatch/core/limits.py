@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streamwatch.settings import SQS_MAX_DELAY_S, Settings
+from streamwatch.core.settings import SQS_MAX_DELAY_S, Settings
 
 __all__ = ["SQS_MAX_DELAY_S", "FUNCTIONS", "TABLE_ACTIONS", "DEPENDENCY_LAYER", "LAYER_PACKAGES", "Function",
            "IDEMPOTENCY_ACTIONS", "IDEMPOTENCY_FALLBACK", "MAX_RECEIVE_COUNT", "MONITOR_TIMEOUT_S",

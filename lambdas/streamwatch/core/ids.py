@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from streamwatch.errors import InputError
+from streamwatch.core.errors import InputError
 
 DATASET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,254}")
 PRODUCER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from streamwatch import ids
-from streamwatch.errors import InputError, did_you_mean
+from streamwatch.core import ids
+from streamwatch.core.errors import InputError, did_you_mean
 
 FIELD_VALUE = ids.FIELD_VALUE.pattern
 FIELD_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -32,7 +32,7 @@ TIME_FIELDS = {"yyyy": r"\d{4}", "MM": r"\d{2}", "dd": r"\d{2}", "HH": r"\d{2}"}
 WINDOWS = {frozenset({"yyyy", "MM", "dd"}): 86_400, frozenset({"yyyy", "MM", "dd", "HH"}): 3_600}
 MAX_PARTITION_KEYS = 50  # Firehose: at most 50 dynamic partitioning keys
 TIME_LIKE = {"YYYY", "yy", "YY", "M", "mm", "DD", "d", "D", "hh", "H", "h", "m", "ss", "s", "SS"}  # Java-ish typos
-RESERVED_FIELDS = {"_sw"}  # the producer envelope (streamwatch.envelope)
+RESERVED_FIELDS = {"_sw"}  # the producer envelope (streamwatch.core.envelope)
 # Policy settings a rule may override (validated by Settings, which owns their ranges).
 OVERRIDABLE = ("mode", "max_num_repeat", "base_delay_s", "decay", "min_quiet_s", "min_objects", "max_observation_s",
                "settle_s", "deadline_s", "grace_s", "emit_empty")
@@ -44,7 +44,7 @@ class RuleError(InputError):
     """A rule that cannot work; the message names the rule and what to change."""
 
 
-valid_dataset_id = ids.valid_dataset_id  # the one definition (streamwatch.ids)
+valid_dataset_id = ids.valid_dataset_id  # the one definition (streamwatch.core.ids)
 
 
 MANIFEST, SUCCESS = "_manifest.json", "_SUCCESS"  # the example consumer's markers (what its role may write)

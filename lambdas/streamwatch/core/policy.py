@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from streamwatch.settings import SQS_MAX_DELAY_S
+from streamwatch.core.settings import SQS_MAX_DELAY_S
 
 Verdict = Literal["wait", "ready", "stalled", "failed"]
 RESOLVED_MODES = ("stability", "producers", "records", "window")

@@ -32,12 +32,8 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 
-from streamwatch import clock
-from streamwatch.deployment import Deployment, DeploymentNotFound, MissingOutput, StackNotFound
-from streamwatch.envelope import RecordError, Wrapper
-from streamwatch.errors import InputError, RunFailed
-from streamwatch.ids import check_producer_id
-from streamwatch.producing import (
+from streamwatch.client.deployment import Deployment, DeploymentNotFound, MissingOutput, StackNotFound
+from streamwatch.client.producer import (
     MAX_BATCH_BYTES,
     MAX_BATCH_RECORDS,
     MAX_PACKED,
@@ -46,14 +42,16 @@ from streamwatch.producing import (
     RecordTooLarge,
     Sender,
     batches,
-    check_dataset_id,
-    nudge,
     pack,
-    start_run,
 )
-from streamwatch.rules import RuleError
-from streamwatch.settings import Resources, Settings
-from streamwatch.store import State, Store
+from streamwatch.core import clock
+from streamwatch.core.envelope import RecordError, Wrapper
+from streamwatch.core.errors import InputError, RunFailed
+from streamwatch.core.ids import check_dataset_id, check_producer_id
+from streamwatch.core.rules import RuleError
+from streamwatch.core.settings import Resources, Settings
+from streamwatch.runtime.chain import nudge, start_run
+from streamwatch.state.store import State, Store
 
 __all__ = ["DeploymentNotFound", "MissingOutput", "Producer", "RecordError", "RecordTooLarge", "RecordsRefused",
            "Run", "RuleError", "StackNotFound"]

@@ -1,0 +1,273 @@
+"""`DatasetReader`: a whole dataset in parallel, bounded concurrency, large objects in byte ranges, a report of
+every object."""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import obstore
+from obstore.store import S3Store
+
+from streamwatch.core.backoff import backoff_s
+from streamwatch.reader.files import FileSink, _FilesUnder
+from streamwatch.reader.objects import (
+    CHUNK,
+    DEFAULT_CONCURRENCY,
+    LARGE_THRESHOLD,
+    PART_SIZE,
+    ObjectInfo,
+    ObjectResult,
+    ReadError,
+    ReadReport,
+    Sink,
+    _list_with_s3,
+    _options,
+    _Short,
+    classify,
+    list_objects,
+    make_store,
+    resolve_endpoint,
+    unaddressable,
+)
+
+
+# --- the dataset reader -------------------------------------------------------------------------------------------
+class DatasetReader:
+    def __init__(self, *, concurrency: int = DEFAULT_CONCURRENCY, max_attempts: int = 5,
+                 endpoint_url: str | None = None, part_size: int = PART_SIZE, large_threshold: int = LARGE_THRESHOLD,
+                 chunk_size: int = CHUNK, processes: int | None = None) -> None:
+        """`concurrency`: requests in flight (objects, or parts of large objects). `processes` is accepted for
+        callers of the former multi-process reader and ignored: one process reaches the limit."""
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        if part_size < 1 or large_threshold < 1:
+            raise ValueError("part_size and large_threshold must be >= 1")
+        self.concurrency, self.processes, self.max_attempts = concurrency, 1, max(1, max_attempts)
+        self.endpoint_url, self.part_size, self.chunk_size = endpoint_url, part_size, chunk_size
+        self.large_threshold = max(large_threshold, part_size + 1)
+        self.sleep: Callable[[float], None] = time.sleep
+
+    def store(self, bucket: str) -> S3Store:
+        return make_store(bucket, self.endpoint_url)
+
+    def list(self, bucket: str, prefix: str) -> list[ObjectInfo]:
+        """Every object under the prefix. obstore refuses a listing that holds a key it cannot address (`..`, an
+        empty segment, a control character): then the listing is made again with S3's own API, so such keys are
+        reported one by one (fetch refuses them) instead of failing the whole read."""
+        try:
+            return list_objects(self.store(bucket), prefix, self.max_attempts, self.sleep)
+        except ReadError as exc:
+            if "InvalidPath" not in str(exc):
+                raise
+            return _list_with_s3(bucket, prefix, resolve_endpoint(self.endpoint_url))
+
+    def fetch(self, bucket: str, prefix: str = "", *, objects: list[ObjectInfo] | None = None,
+              to_dir: str | Path | None = None, sink_factory: Callable[[str], Sink] | None = None,
+              progress: Callable[[ObjectResult], None] | None = None, overwrite: bool = False) -> ReadReport:
+        """Read every object (listed under `prefix`, or given). Files go under `to_dir` by their key relative
+        to `prefix`, only under safe names and never through a symlink; an existing file is replaced only with
+        `overwrite`. Or pass `sink_factory` to consume the bytes (called once per attempt, from worker threads).
+        A key refused as a file name is reported for that object alone."""
+        started = time.perf_counter()
+        report = ReadReport(bucket, prefix)
+        if sink_factory is None:
+            if to_dir is None:
+                raise ValueError("give to_dir or sink_factory")
+            files = sink_factory = _FilesUnder(to_dir, prefix, overwrite=overwrite)
+            try:
+                return self.fetch(bucket, prefix, objects=objects, sink_factory=files, progress=progress)
+            finally:
+                files.close()
+        try:
+            store = self.store(bucket)
+            if objects is None:
+                objects = self.list(bucket, prefix)
+        except Exception as exc:
+            report.listing_error = str(exc) if isinstance(exc, ReadError) else f"{type(exc).__name__}: {exc}"
+            return report
+        report.results = [ObjectResult(key=o.key, ok=False, etag=o.etag) for o in objects]
+        lock = threading.Lock()
+
+        def done(result: ObjectResult) -> None:
+            if progress:
+                with lock:
+                    progress(result)
+
+        jobs: list[Callable[[], None]] = []
+        positional = getattr(sink_factory, "positional", False)
+        refuse = getattr(sink_factory, "refuse", None)
+        for obj, result in zip(objects, report.results, strict=True):
+            reason = unaddressable(obj.key) or (refuse(obj.key) if refuse else None)
+            if reason:
+                result.error = f"Refused: {reason}"
+                done(result)
+            elif positional and obj.etag and obj.size >= self.large_threshold:
+                ranged = _Ranged(self, store, obj, result, sink_factory, done)
+                jobs += [functools.partial(ranged.part, i) for i in range(ranged.parts)]
+            else:
+                jobs.append(functools.partial(self._fetch_whole, store, obj, result, sink_factory, done))
+        _run(jobs, min(self.concurrency, len(jobs)))
+        report.elapsed_s = time.perf_counter() - started
+        return report
+
+    def _fetch_whole(self, store: S3Store, obj: ObjectInfo, result: ObjectResult,
+                     sink_factory: Callable[[str], Sink], done: Callable[[ObjectResult], None]) -> None:
+        """One GET for the whole object, streamed into a fresh sink; a failed attempt aborts its sink."""
+        try:
+            for attempt in range(self.max_attempts):
+                sink = None
+                result.attempts += 1
+                try:
+                    got = obstore.get(store, obj.key, options=_options(obj.etag))
+                    if obj.etag and obj.size >= 0:  # listed, and If-Match held: no need to build got.meta
+                        size = obj.size
+                    else:
+                        meta = got.meta
+                        size, result.etag = meta["size"], meta.get("e_tag") or obj.etag
+                    sink, received = sink_factory(obj.key), 0
+                    if size <= self.chunk_size:  # one call for a small body
+                        data = got.bytes()
+                        sink.write(data if isinstance(sink, FileSink) else data.to_bytes())
+                        received = len(data)
+                    else:
+                        for chunk in got.stream(self.chunk_size):
+                            sink.write(chunk)
+                            received += len(chunk)
+                    if received != size:
+                        raise _Short(f"{received} of {size} bytes")
+                    extra = sink.commit()
+                    result.ok, result.bytes, result.error = True, received, None
+                    result.records, result.path = extra.get("records"), extra.get("path")
+                    return
+                except Exception as exc:
+                    _abort(sink)
+                    result.error, transient = classify(exc)
+                    if not transient or attempt + 1 >= self.max_attempts:
+                        return
+                    self.sleep(backoff_s(attempt, base=0.1, cap=5.0))
+        finally:
+            done(result)
+
+
+class _Ranged:
+    """One large object fetched as byte ranges by several workers into one positional sink, committed by the
+    part that finishes last (or aborted, if any part failed for good)."""
+
+    def __init__(self, reader: DatasetReader, store: S3Store, obj: ObjectInfo, result: ObjectResult,
+                 sink_factory: Callable[[str], Sink], done: Callable[[ObjectResult], None]) -> None:
+        self.reader, self.store, self.obj, self.result = reader, store, obj, result
+        self.sink_factory, self.done = sink_factory, done
+        self.parts = self.remaining = math.ceil(obj.size / reader.part_size)
+        self.sink: Sink | None = None
+        self.error: str | None = None
+        self.lock = threading.Lock()
+        result.attempts = 1  # plus one per retried request of any part
+
+    def _open(self) -> Sink:
+        with self.lock:
+            if self.error:
+                raise _Cancelled
+            if self.sink is None:
+                sink = self.sink_factory(self.obj.key)
+                try:
+                    sink.allocate(self.obj.size)
+                except Exception:
+                    _abort(sink)
+                    raise
+                self.sink = sink
+            return self.sink
+
+    def part(self, index: int) -> None:
+        reader = self.reader
+        offset = start = index * reader.part_size
+        end = min(self.obj.size, start + reader.part_size)
+        try:
+            for attempt in range(reader.max_attempts):
+                if self.error:
+                    return
+                if attempt:
+                    with self.lock:
+                        self.result.attempts += 1
+                try:
+                    got = obstore.get(self.store, self.obj.key, options=_options(self.obj.etag, offset, end))
+                    sink = self._open()
+                    for chunk in got.stream(reader.chunk_size):
+                        sink.write_at(offset, chunk)
+                        offset += len(chunk)
+                        if self.error:
+                            return
+                    if offset != end:
+                        raise _Short(f"{offset - start} of {end - start} bytes of the range from {start}")
+                    return
+                except _Cancelled:
+                    return
+                except Exception as exc:
+                    error, transient = classify(exc)
+                    self.result.error = error
+                    if not transient or attempt + 1 >= reader.max_attempts:
+                        with self.lock:
+                            self.error = self.error or error
+                        return
+                    reader.sleep(backoff_s(attempt, base=0.1, cap=5.0))
+        finally:
+            self._part_done()
+
+    def _part_done(self) -> None:
+        with self.lock:
+            self.remaining -= 1
+            if self.remaining:
+                return
+        result = self.result
+        if self.error is None:
+            try:
+                extra = self.sink.commit()
+                result.ok, result.bytes, result.error = True, self.obj.size, None
+                result.records, result.path = extra.get("records"), extra.get("path")
+            except Exception as exc:
+                _abort(self.sink)
+                result.error = classify(exc)[0]
+        else:
+            _abort(self.sink)
+            result.error = self.error
+        self.done(result)
+
+
+class _Cancelled(Exception):
+    """Another part of the same object failed for good: stop."""
+
+
+def _abort(sink: Sink | None) -> None:
+    if sink is not None:
+        try:
+            sink.abort()
+        except Exception:  # the attempt's own error is what the report needs
+            pass
+
+
+def _run(jobs: list[Callable[[], None]], threads: int) -> None:
+    """`threads` workers take jobs in order until none are left (each job reports its own outcome)."""
+    lock, queue = threading.Lock(), iter(jobs)
+
+    def work() -> None:
+        while True:
+            with lock:
+                job = next(queue, None)
+            if job is None:
+                return
+            job()
+
+    workers = [threading.Thread(target=work, name=f"reader-{i}", daemon=True) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
+# A key's path components a reader writes to disk (README: security model): no leading dot (.git, .ssh, .bashrc),
+# no backslash, colon, NUL or control character (Windows paths, alternate streams), each short enough to leave room
+# for the temp suffix (".<name>.<32 hex>.part") within the file system's 255 bytes.
