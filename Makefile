@@ -35,7 +35,7 @@ synth: setup ## the example app (cdk.out/) and examples/existing_pipeline (cdk.o
 
 lint: synth checkov ## ruff and the rooms' import contracts (pyproject.toml) on the code; cfn-lint, then checkov, on both templates
 	$(BIN)/ruff check .
-	$(BIN)/lint-imports --config pyproject.toml
+	$(BIN)/lint-imports pyproject.toml
 	$(BIN)/cfn-lint -- $(TEMPLATES)
 	CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(VENV_CHECKOV)/bin/checkov --config-file .checkov.yaml $(addprefix -f ,$(TEMPLATES))
 

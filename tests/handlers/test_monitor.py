@@ -310,3 +310,18 @@ def test_eventbridge_whole_second_times_are_taken_as_late_as_the_object_can_have
     assert event_ts("2026-11-23T10:00:00Z", sent_ts=second + 0.25) == second + 0.25
     assert event_ts("2026-11-23T10:00:00.400Z", sent_ts=second + 0.25) == second + 0.4
     assert event_ts("2026-11-23T10:00:00.400Z") == second + 0.4
+
+
+def test_the_logic_modules_log_through_the_handlers_powertools_logger_with_the_deployments_service_name():
+    # Given a function named as the construct names it (service = the construct's path, not "streamwatch")
+    import subprocess
+    import sys
+    code = ("import logging, streamwatch.handlers.monitor as m\n"
+            "m.logger.append_keys(function_request_id='req-1')\n"
+            "logging.getLogger('streamwatch.runtime.monitor').warning('from the logic')\n")
+    env = {**os.environ, "POWERTOOLS_SERVICE_NAME": "Stack/Streamwatch", "AWS_DEFAULT_REGION": "us-east-1"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    # When a logic module logs, Then the line is the Powertools JSON with the invocation's context
+    (line,) = [json.loads(x) for x in result.stdout.splitlines() if "from the logic" in x]
+    assert line["function_request_id"] == "req-1" and line["service"] == "Stack/Streamwatch"
+    assert line["level"] == "WARNING"

@@ -43,7 +43,7 @@ from streamwatch.core.limits import (
 from streamwatch.core.rules import MANIFEST, SUCCESS
 from streamwatch.core.s3_events import notification_filters, object_created_pattern, watched_prefixes
 from streamwatch.core.settings import Resources, Settings, SettingsError
-from streamwatch.state.store import (
+from streamwatch.state.layout import (
     IDEMPOTENCY_KEY,
     IDEMPOTENCY_TTL,
     LIST_INDEX,

@@ -1,13 +1,24 @@
-"""What every handler does at the start of an invocation: read its settings and resources from the environment
-(warning once, at cold start, about STREAMWATCH_* variables that are not settings), and name metrics alike."""
+"""What every handler does: at import, give the logic modules' loggers its Powertools logger's output (JSON with
+the Lambda context); at the start of an invocation, read its settings and resources from the environment (warning
+once, at cold start, about STREAMWATCH_* variables that are not settings); name metrics alike."""
 
 from __future__ import annotations
 
+import logging
 import os
+
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 
 from streamwatch.core.settings import Resources, Settings
 
 _warned = False
+
+
+def share_logging(logger) -> None:
+    """The construct names the Powertools logger after the deployment (`service`), so the `streamwatch.*` loggers of
+    the logic modules are not its children: give them its handler and level (Powertools' own helper)."""
+    logging.getLogger("streamwatch")  # registered, so the helper finds it
+    copy_config_to_registered_loggers(source_logger=logger, include={"streamwatch"})
 
 
 def environment(logger) -> tuple[Settings, Resources]:

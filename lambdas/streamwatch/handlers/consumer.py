@@ -14,12 +14,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
 
 from streamwatch.core.settings import Resources
+from streamwatch.handlers.common import share_logging
 from streamwatch.reader import DatasetReader
 from streamwatch.runtime import aws
 from streamwatch.runtime.manifest import write_manifest
-from streamwatch.state.store import IDEMPOTENCY_KEY, IDEMPOTENCY_TTL
+from streamwatch.state.layout import IDEMPOTENCY_KEY, IDEMPOTENCY_TTL
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
+share_logging(logger)
 # a day: a repeated Ready comes within minutes; a dataset started anew after its state expired (dedupe_ttl_days,
 # at least 1) may declare the same event_id again, and that one must run
 IDEMPOTENCY = IdempotencyConfig(event_key_jmespath="event_id", raise_on_no_idempotency_key=True,

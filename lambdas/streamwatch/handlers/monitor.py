@@ -7,10 +7,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from streamwatch.handlers.common import environment, metric_name
+from streamwatch.handlers.common import environment, metric_name, share_logging
 from streamwatch.runtime.monitor import Message, Monitor
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
+share_logging(logger)
 
 
 class NotCounted(Exception):

@@ -11,12 +11,13 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from streamwatch.core.limits import PUBLISH_LEASE_S
 from streamwatch.core.s3_events import Skip
-from streamwatch.handlers.common import environment, metric_name
+from streamwatch.handlers.common import environment, metric_name, share_logging
 from streamwatch.runtime.observer import Observer
 from streamwatch.runtime.publishing import PublishError
 from streamwatch.runtime.ticks import Tick
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
+share_logging(logger)
 
 
 @logger.inject_lambda_context

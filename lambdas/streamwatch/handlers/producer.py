@@ -20,10 +20,11 @@ from streamwatch.client.producer import load_record_source
 from streamwatch.client.run import Run
 from streamwatch.core.errors import InputError
 from streamwatch.core.ids import check_dataset_id, check_producer_id
-from streamwatch.handlers.common import environment
+from streamwatch.handlers.common import environment, share_logging
 from streamwatch.runtime import aws
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
+share_logging(logger)
 
 
 def producer_list(event: dict, settings) -> list[dict]:

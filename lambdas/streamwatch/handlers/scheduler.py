@@ -6,10 +6,11 @@ from __future__ import annotations
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from streamwatch.handlers.common import environment
+from streamwatch.handlers.common import environment, share_logging
 from streamwatch.runtime.scheduler import Scheduler
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
+share_logging(logger)
 
 
 @logger.inject_lambda_context

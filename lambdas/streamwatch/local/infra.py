@@ -18,7 +18,7 @@ from streamwatch.core.events import DETAIL_TYPES, SOURCE
 from streamwatch.core.limits import MAX_RECEIVE_COUNT
 from streamwatch.core.s3_events import notification_filters, object_created_pattern, watched_prefixes
 from streamwatch.core.settings import Resources, Settings
-from streamwatch.state.store import (
+from streamwatch.state.layout import (
     IDEMPOTENCY_KEY,
     IDEMPOTENCY_TTL,
     LIST_INDEX,

@@ -21,13 +21,8 @@ def client(service: str, max_pool_connections: int = 10):
     return boto3.client(service, config=config)  # AWS_ENDPOINT_URL points it at a local server
 
 
-@functools.cache
-def table(name: str):
-    resource = boto3.resource("dynamodb", config=Config(retries=RETRIES))
-    return resource.Table(name)
-
-
 def reset() -> None:
     """Forget cached clients (tests and the sandbox point them at a new endpoint)."""
+    from streamwatch.state.store import dynamodb_table
     client.cache_clear()
-    table.cache_clear()
+    dynamodb_table.cache_clear()

@@ -20,6 +20,7 @@ version. A duplicate object cancels the transaction with `ConditionalCheckFailed
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterable
@@ -27,30 +28,46 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from streamwatch.core import envelope
+from streamwatch.core.backoff import RETRIES, backoff_s
 from streamwatch.core.envelope import Scan
 from streamwatch.core.errors import scrub_error
 from streamwatch.core.policy import Decision, Progress, View
-from streamwatch.runtime import aws
+from streamwatch.state.layout import (  # noqa: E402,F401 (re-exported: the store's callers name them here too)
+    DECLARED,
+    EVENT_KINDS,
+    FAILED,
+    IDEMPOTENCY_KEY,
+    IDEMPOTENCY_TTL,
+    LIST_INDEX,
+    LIST_PK,
+    LIST_SK,
+    MAX_SEQS_BYTES,
+    MAX_TRANSACTION_ITEMS,
+    OBSERVING,
+    PK,
+    READY,
+    SEQS,
+    SK,
+    STALLED,
+    STATE,
+    TTL_ATTRIBUTE,
+)
 
-PK, SK = "pk", "sk"
-TTL_ATTRIBUTE = "expires_at"
-# the example consumer's idempotency table: Powertools Idempotency's own layout (its defaults), one item per
-# event_id it handled, deleted by TTL
-IDEMPOTENCY_KEY, IDEMPOTENCY_TTL = "id", "expiration"
-LIST_INDEX, LIST_PK, LIST_SK = "by_day", "list_pk", "list_sk"
-STATE, SEQS = "STATE", "SEQS"
-OBSERVING, READY, STALLED, FAILED = "OBSERVING", "READY", "STALLED", "FAILED"
-DECLARED = {READY: "ready", STALLED: "stalled", FAILED: "failed"}  # status -> event kind
-EVENT_KINDS = ("ready", "stalled", "failed", "overdue", "amended")
-MAX_TRANSACTION_ITEMS = 100
-MAX_SEQS_BYTES = 300_000  # a SEQS item stays well inside DynamoDB's 400 KB item limit
 RETRYABLE = {"TransactionConflict", "ThrottlingError", "ThrottlingException", "ProvisionedThroughputExceeded",
              "ProvisionedThroughputExceededException", "RequestLimitExceeded", "InternalServerError",
              "TransactionInProgressException", "ServiceUnavailable"}
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def dynamodb_table(name: str):
+    """The table's boto3 resource, one per process (runtime/aws.reset forgets it with the clients)."""
+    return boto3.resource("dynamodb", config=Config(retries=RETRIES)).Table(name)
 
 
 def dataset_key(dataset_id: str, sk: str = STATE) -> dict:
@@ -234,7 +251,7 @@ class State:
 
 class Store:
     def __init__(self, table_name: str, *, ttl_days: int = 7, max_attempts: int = 6, table=None) -> None:
-        self.table = table if table is not None else aws.table(table_name)
+        self.table = table if table is not None else dynamodb_table(table_name)
         self.client = self.table.meta.client  # high-level types, same connection pool
         self.name = table_name
         self.ttl_s = ttl_days * 86_400
@@ -767,4 +784,4 @@ def _chunks(objects: list[CountedObject]) -> Iterable[list[CountedObject]]:
 
 
 def _backoff(attempt: int) -> None:
-    time.sleep(aws.backoff_s(attempt, base=0.05, cap=2.0))
+    time.sleep(backoff_s(attempt, base=0.05, cap=2.0))
