@@ -75,6 +75,62 @@ def test_bad_input_gets_one_clear_line_and_a_documented_exit(args, stdin, code, 
     assert message in result.stderr
 
 
+@pytest.fixture
+def aws_looking_env(clean_env) -> dict:
+    """Credentials that look real and an endpoint that answers nothing (a closed port on 127.0.0.1): anything
+    that reaches the network fails there, so a clear line about the input proves the input was checked first."""
+    return {**clean_env, "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE", "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG",
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "STREAMWATCH_STACK": "Streamwatch", "AWS_MAX_ATTEMPTS": "1"}
+
+
+HOLD_OUT = [
+    # (args, what the message must name): the command's own input, before anything reaches AWS
+    (["run", "start", "bad id/with slash", "--producers", "a"], "dataset id 'bad id/with slash' is invalid"),
+    (["run", "start", "bad id!", "--producers", "a"], "dataset id 'bad id!' is invalid"),
+    (["run", "start", "d1", "--producers", ""], "--producers is empty"),
+    (["run", "start", "d1", "--producers", "a, b c"], "producer id 'b c' is invalid"),
+    (["run", "start", "d1", "--producers", "a", "--expected-by", "tomorrowish"], "--expected-by 'tomorrowish'"),
+    (["run", "start", "d1", "--producers", "a", "--expected-by", "-5"], "--expected-by '-5'"),
+    (["run", "done", "bad/id", "--producer", "a"], "dataset id 'bad/id' is invalid"),
+    (["run", "fail", "d1", "--producer", "bad id", "--error", "x"], "producer id 'bad id' is invalid"),
+    (["put", "d1", "--producer", "a", "big.jsonl"], "big.jsonl line 1: longer than 1,000 KiB"),
+    (["put", "d1", "--producer", "a", "/dev/zero"], "/dev/zero line 1: longer than 1,000 KiB"),
+    (["put", "d1", "--producer", "bad id!", "ok.jsonl"], "producer id 'bad id!' is invalid"),
+    (["put", "d1", "--producer", "a", "--concurrency", "0", "ok.jsonl"], "--concurrency 0"),
+    (["fetch", "d1", "--to", "ok.jsonl", "--bucket", "b"], "ok.jsonl is not a directory"),
+    (["demo", "--time-scale", "0"], "--time-scale 0"),
+    (["demo", "--time-scale", "-1"], "--time-scale -1"),
+]
+
+
+@pytest.mark.parametrize("args, message", HOLD_OUT, ids=[" ".join(c[0])[:40] for c in HOLD_OUT])
+def test_a_bad_input_is_named_before_anything_reaches_aws(args, message, aws_looking_env, files):
+    (files / "big.jsonl").write_text(json.dumps({"blob": "x" * (1100 * 1024)}) + "\n")
+    (files / "ok.jsonl").write_text('{"a": 1}\n')
+    result = run(args, aws_looking_env, files)
+    assert result.returncode == EXIT_INPUT, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert "reach" not in result.stderr  # not "cannot reach AWS": the input was checked first
+
+
+def test_put_reads_a_fifo_once_and_checks_its_first_line_before_aws(aws_looking_env, files):
+    # Given a FIFO (a process substitution is one): it can be read only once
+    import threading
+    fifo = files / "rows.fifo"
+    os.mkfifo(fifo)
+    threading.Thread(target=lambda: fifo.write_text('{"a": 1}\n{"a": 2}\n'), daemon=True).start()
+    # When it is put, Then it does not hang on a second read, and gets as far as AWS (here: nothing answers)
+    result = run(["put", "d1", "--producer", "a", str(fifo)], aws_looking_env, files)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "line" not in result.stderr.split("streamwatch:", 1)[-1][:40]  # no complaint about its lines
+    # And a FIFO whose first line is not JSON is refused before AWS
+    bad = files / "bad.fifo"
+    os.mkfifo(bad)
+    threading.Thread(target=lambda: bad.write_text("not json\n"), daemon=True).start()
+    result = run(["put", "d1", "--producer", "a", str(bad)], aws_looking_env, files)
+    assert result.returncode == EXIT_INPUT and "bad.fifo line 1: not JSON" in result.stderr
+
+
 def test_aws_errors_against_a_real_endpoint_name_the_missing_thing(moto_env, files, tmp_path):
     # Given credentials and a moto server, When the bucket or the stack does not exist, Then one line says so
     env = {**os.environ, "PYTHONPATH": str(ROOT / "lambdas"), "STREAMWATCH_BUILD_CACHE": str(tmp_path / "c")}

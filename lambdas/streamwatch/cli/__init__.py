@@ -110,6 +110,11 @@ CHAOS_FLAGS = ("duplicate_notifications", "duplicate_observer", "put_failures", 
 def cmd_demo(args: argparse.Namespace) -> int:
     from streamwatch.local.demo import SCENARIOS, Chaos, cdk_settings, run_demo
 
+    if not args.time_scale > 0 or args.time_scale > 10_000:
+        raise InputError(f"--time-scale {args.time_scale:g}: give pipeline seconds per wall second, > 0 and at most "
+                         "10000 (default 60)")
+    if args.timeout is not None and not args.timeout > 0:
+        raise InputError(f"--timeout {args.timeout:g}: give seconds > 0")
     overrides = parse_sets(args.set)
     if args.mode:
         overrides["mode"] = args.mode

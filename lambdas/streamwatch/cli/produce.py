@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
+import stat
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from streamwatch.client.producer import ProducerReport
+from streamwatch.client.producer import MAX_RECORD_BYTES, ProducerReport
 from streamwatch.core.errors import EXIT_FAILED, InputError
+from streamwatch.core.ids import check_dataset_id, check_producer_id
+
+MAX_LINE_BYTES = MAX_RECORD_BYTES  # a longer line cannot be one Firehose record (envelope or not)
 
 
 def add_parsers(sub, deployment_options: argparse.ArgumentParser) -> None:
@@ -62,8 +68,27 @@ def _expected_by(text: str | None):
         return text
 
 
+def _check_ids(args) -> None:
+    """The command's own input first, before anything reaches AWS (a bad id is the user's, not the network's)."""
+    check_dataset_id(args.dataset)
+    if getattr(args, "producer", None) is not None:
+        check_producer_id(args.producer)
+
+
 def cmd_run_start(args: argparse.Namespace) -> int:
+    from streamwatch.client.run import deadline_from
+
+    _check_ids(args)
     producers = [p.strip() for p in args.producers.split(",") if p.strip()]
+    if not producers:
+        raise InputError("--producers is empty: name the producers that will write the dataset, comma-separated "
+                         "(--producers a,b)")
+    for producer in producers:
+        check_producer_id(producer)
+    try:
+        deadline_from(_expected_by(args.expected_by), time.time())
+    except InputError as exc:
+        raise InputError(f"--expected-by {args.expected_by!r}: {str(exc).split(': ', 1)[-1]}") from None
     run = _run(args, start=True, producers=producers)
     state = run.state()
     print(f"{args.dataset}: registered {len(producers)} producer(s) ({', '.join(producers) or 'none'}); "
@@ -72,6 +97,7 @@ def cmd_run_start(args: argparse.Namespace) -> int:
 
 
 def cmd_run_done(args: argparse.Namespace) -> int:
+    _check_ids(args)
     if args.records is not None and args.records < 0:
         raise InputError(f"--records {args.records}: a count of records is >= 0")
     counted = _run(args).done(args.producer, args.records)
@@ -81,24 +107,43 @@ def cmd_run_done(args: argparse.Namespace) -> int:
 
 
 def cmd_run_fail(args: argparse.Namespace) -> int:
+    _check_ids(args)
     counted = _run(args).fail(args.producer, args.error)
     print(f"{args.dataset}: producer {args.producer} failed: {args.error}" + ("" if counted else " (already reported)"))
     return 0
 
 
 def _lines(path: str) -> Iterator[tuple[int, str]]:
+    """Numbered lines of a file or stdin, read once, each at most MAX_LINE_BYTES (so /dev/zero or a file without
+    newlines is refused, not read into memory)."""
     if path == "-":
-        for number, line in enumerate(sys.stdin, 1):
-            yield number, line
+        yield from _capped(sys.stdin.buffer, "stdin")
         return
     try:
-        with Path(path).open() as fh:
-            for number, line in enumerate(fh, 1):
-                yield number, line
+        with Path(path).open("rb") as fh:
+            yield from _capped(fh, path)
     except FileNotFoundError:
         raise InputError(f"file {path!r} not found") from None
-    except (IsADirectoryError, UnicodeDecodeError) as exc:
+    except IsADirectoryError as exc:
         raise InputError(f"file {path!r} cannot be read as text: {exc}") from None
+
+
+def _capped(fh, source: str) -> Iterator[tuple[int, str]]:
+    for number, raw in enumerate(iter(lambda: fh.readline(MAX_LINE_BYTES + 1), b""), 1):
+        if len(raw) > MAX_LINE_BYTES:
+            raise InputError(f"{source} line {number}: longer than {MAX_LINE_BYTES // 1024:,} KiB, more than one "
+                             "Firehose record holds")
+        try:
+            yield number, raw.decode()
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{source} line {number}: not UTF-8 text ({exc.reason})") from None
+
+
+def _regular_file(path: str) -> bool:
+    try:
+        return path != "-" and stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 class MalformedLine(InputError):
@@ -137,16 +182,23 @@ class Progress:
 
 
 def cmd_put(args: argparse.Namespace) -> int:
+    _check_ids(args)
+    if args.concurrency is not None and args.concurrency < 1:
+        raise InputError(f"--concurrency {args.concurrency}: give 1 or more")
     source = "stdin" if args.file == "-" else args.file
-    if args.file != "-":  # a file is checked whole first: a malformed line sends nothing at all
+    if _regular_file(args.file):  # a regular file is checked whole first: a malformed line sends nothing at all
         for number, line in _lines(args.file):
             _record(number, line, source)
+    lines = _lines(args.file)  # read once from here (stdin, a pipe, a FIFO, a process substitution)
+    first = next(lines, None)  # its first line is checked before anything reaches AWS
+    if first is not None:
+        _record(*first, source)
     run = _run(args)
     progress = Progress()
     producer = run.producer(args.producer, concurrency=args.concurrency)
     try:
         with producer:  # a malformed line on stdin (or any error) reports the producer failed, then re-raises
-            for number, line in _lines(args.file):
+            for number, line in itertools.chain([first] if first else [], lines):
                 record = _record(number, line, source)
                 if record is not None:
                     producer.put(record)
