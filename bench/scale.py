@@ -620,12 +620,16 @@ def main() -> int:
     procs = {(mode, tuple(g)): subprocess.Popen(
         [sys.executable, __file__, "--child", mode, "--sizes", ",".join(map(str, g))], stdout=subprocess.PIPE,
         text=True) for mode in ("records", "stability") for g in groups}
+    # every child's output read at once: read one after the other, a child whose pipe fills blocks (its threads
+    # wait on stdout) until the one before it has ended, and the "parallel" run becomes a serial one
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=len(procs)) as pool:
+        outputs = dict(zip(procs, pool.map(lambda p: p.communicate()[0], procs.values()), strict=True))
     results = []
     for key, proc in procs.items():
-        out, _ = proc.communicate()
         if proc.returncode:
             raise RuntimeError(f"{key} run exited {proc.returncode}")
-        results += [json.loads(line[7:]) for line in out.splitlines() if line.startswith("RESULT ")]
+        results += [json.loads(line[7:]) for line in outputs[key].splitlines() if line.startswith("RESULT ")]
     report(results, sizes, time.perf_counter() - started)
     return 0
 

@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -107,18 +108,26 @@ def main() -> None:
                                "--runs", str(args.runs), "--scenario", args.scenario, "--speed", str(args.speed),
                                *(["--only", args.only] if args.only else [])],
                               stdout=subprocess.PIPE, text=True) for i in range(args.workers)]
-    results = []
-    for proc in procs:
+    results, lock = [], threading.Lock()
+
+    def follow(proc) -> None:  # every worker read at once: a full pipe must never stall a worker
         for line in proc.stdout:
             if line.startswith("{"):
-                results.append(json.loads(line))
-                r = results[-1]
-                print(f"run {r['run']:4d} {r.get('mode', '-'):9s} ok={r['ok']} datasets={r['datasets']} "
-                      f"other dups={r.get('other_duplicates')} explained={r.get('explained_repeats')} "
-                      f"dlq={r.get('dlq')} timeouts={r.get('timeouts')} slowest={r.get('slowest_s')}"
-                      + (f" error={r['error']}" if "error" in r else "")
-                      + (f" problems={r['problems']}" if r.get("problems") else ""), flush=True)
+                r = json.loads(line)
+                with lock:
+                    results.append(r)
+                    print(f"run {r['run']:4d} {r.get('mode', '-'):9s} ok={r['ok']} datasets={r['datasets']} "
+                          f"other dups={r.get('other_duplicates')} explained={r.get('explained_repeats')} "
+                          f"dlq={r.get('dlq')} timeouts={r.get('timeouts')} slowest={r.get('slowest_s')}"
+                          + (f" error={r['error']}" if "error" in r else "")
+                          + (f" problems={r['problems']}" if r.get("problems") else ""), flush=True)
         proc.wait()
+    readers = [threading.Thread(target=follow, args=(proc,)) for proc in procs]
+    for t in readers:
+        t.start()
+    for t in readers:
+        t.join()
+    results.sort(key=lambda r: r["run"])
     report(results, args, time.monotonic() - started)
 
 
