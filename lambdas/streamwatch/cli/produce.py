@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import itertools
 import json
 import os
@@ -117,7 +118,7 @@ def _lines(path: str) -> Iterator[tuple[int, str]]:
     """Numbered lines of a file or stdin, read once, each at most MAX_LINE_BYTES (so /dev/zero or a file without
     newlines is refused, not read into memory)."""
     if path == "-":
-        yield from _capped(sys.stdin.buffer, "stdin")
+        yield from _capped(getattr(sys.stdin, "buffer", sys.stdin), "stdin")  # a text stream when replaced
         return
     try:
         with Path(path).open("rb") as fh:
@@ -129,14 +130,19 @@ def _lines(path: str) -> Iterator[tuple[int, str]]:
 
 
 def _capped(fh, source: str) -> Iterator[tuple[int, str]]:
-    for number, raw in enumerate(iter(lambda: fh.readline(MAX_LINE_BYTES + 1), b""), 1):
+    for number, raw in enumerate(iter(lambda: fh.readline(MAX_LINE_BYTES + 1), raw_empty(fh)), 1):
         if len(raw) > MAX_LINE_BYTES:
             raise InputError(f"{source} line {number}: longer than {MAX_LINE_BYTES // 1024:,} KiB, more than one "
                              "Firehose record holds")
         try:
-            yield number, raw.decode()
+            yield number, raw.decode() if isinstance(raw, bytes) else raw
         except UnicodeDecodeError as exc:
             raise InputError(f"{source} line {number}: not UTF-8 text ({exc.reason})") from None
+
+
+def raw_empty(fh) -> bytes | str:
+    """What the stream's readline returns at its end: b"" for a binary one, "" for a text one."""
+    return "" if isinstance(fh, io.TextIOBase) else b""
 
 
 def _regular_file(path: str) -> bool:
