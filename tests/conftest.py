@@ -85,3 +85,18 @@ def drain(queue_url: str, max_messages: int = 1000) -> list[dict]:
 def object_events(queue_url: str) -> list[str]:
     """Bodies of the object notifications waiting in a queue (S3's s3:TestEvent left out)."""
     return [m["Body"] for m in drain(queue_url) if "s3:TestEvent" not in m["Body"]]
+
+
+def ready_event(dataset_id: str, bucket: str, objects: int, **detail) -> dict:
+    """A Dataset Ready as EventBridge delivers it to a Lambda (its whole envelope), the detail a valid one."""
+    body = {"event_id": f"{dataset_id}:ready", "dataset_id": dataset_id, "bucket": bucket,
+            "prefix": f"data/dataset={dataset_id}/", "objects": objects, "bytes": 0, "records": None,
+            "first_object_at": None, "last_object_at": None, "declared_at": "2026-11-23T10:00:00.000Z",
+            "mode": "stability", "rule": "default", "ticks": 3, "reads": 3, "reason": "quiet", "fallback": False,
+            "policy": {"mode": "stability", "rule": "default"},
+            "producers": {"expected": None, "done": 0, "failed": 0, "unregistered": 0, "records_sent": 0},
+            "record_counts": {"distinct": None, "duplicates": None, "foreign": None, "error_output": 0}, **detail}
+    return {"version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "detail-type": "Dataset Ready",
+            "source": "streamwatch", "account": "123456789012", "time": "2026-11-23T10:00:00Z",
+            "region": "us-east-1", "resources": [], "detail": body}
+

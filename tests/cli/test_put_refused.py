@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_put_exits_1_when_firehose_refuses_records_and_the_dataset_fails(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("streamwatch.runtime.aws.backoff_s", lambda attempt, base, cap: 0.0)  # retries without waiting
+    monkeypatch.setattr("streamwatch.core.backoff.Backoff.delay", lambda self, attempt: 0.0)  # retries without waiting
     rows = tmp_path / "rows.jsonl"
     rows.write_text("".join(json.dumps({"i": i}) + "\n" for i in range(20)))
     settings = Settings(buffer_interval_s=60, alarms=False)

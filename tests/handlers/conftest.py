@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,15 +24,23 @@ SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "event-detai
 
 
 class FakeClock(WallClock):
-    """Virtual time the test moves; SQS delays collapse to 0 so a test never waits."""
+    """Virtual time the test moves, the pipeline's (`t`) and the wall's of the leases (`wall_t`); SQS delays
+    collapse to 0 so a test never waits (the wall delays asked for are kept, to be checked)."""
 
     def __init__(self, now: float) -> None:
-        self.t = now
+        self.t, self.wall_t, self.wall_delays = now, time.time(), []
 
     def now(self) -> float:
         return self.t
 
     def delay_seconds(self, seconds: float) -> int:
+        return 0
+
+    def wall(self) -> float:
+        return self.wall_t
+
+    def wall_delay(self, wall_seconds: float) -> int:
+        self.wall_delays.append(wall_seconds)
         return 0
 
 

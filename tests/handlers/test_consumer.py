@@ -10,7 +10,7 @@ import pytest
 
 from streamwatch.handlers import consumer, monitor
 from streamwatch.state.store import Store
-from tests.conftest import drain, sqs_event
+from tests.conftest import drain, ready_event, sqs_event
 
 
 def test_consumer_writes_a_correct_manifest_and_success_marker_the_monitor_ignores(moto_env, context):
@@ -23,9 +23,8 @@ def test_consumer_writes_a_correct_manifest_and_success_marker_the_monitor_ignor
     monitor.handler(sqs_event([m["Body"] for m in drain(local.notification_queue_url)]), context)
     assert Store(local.resources.table).get_state("d1").objects == 4
     # When a Ready for d1 arrives
-    detail = {"dataset_id": "d1", "bucket": bucket, "prefix": "data/dataset=d1/", "objects": 4, "records": None,
-              "declared_at": "2026-11-23T10:00:00.000Z", "mode": "stability", "event_id": "d1:ready:4"}
-    totals = consumer.handler({"detail-type": "Dataset Ready", "source": "streamwatch", "detail": detail}, context)
+    event = ready_event("d1", bucket, 4)
+    totals = consumer.handler(event, context)
     # Then the manifest lists every object with its size, ETag and record count
     manifest = json.loads(s3.get_object(Bucket=bucket, Key="data/dataset=d1/_manifest.json")["Body"].read())
     assert totals == manifest["totals"] == {"objects": 4, "bytes": sum(map(len, bodies.values())), "records": 100}
@@ -40,7 +39,7 @@ def test_consumer_writes_a_correct_manifest_and_success_marker_the_monitor_ignor
     assert Store(local.resources.table).get_state("d1").objects == 4
     # A second Ready with the same event_id (a duplicate) is answered with the first result, and does no work
     s3.delete_object(Bucket=bucket, Key="data/dataset=d1/_SUCCESS")
-    assert consumer.handler({"detail": detail}, context) == totals
+    assert consumer.handler(event, context) == totals
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="data/dataset=d1/_SUCCESS")
 
 
@@ -50,19 +49,20 @@ def test_a_consumer_that_fails_half_way_runs_again_on_its_retry(moto_env, contex
     _, local = moto_env()
     s3, bucket = boto3.client("s3"), local.resources.bucket
     s3.put_object(Bucket=bucket, Key="data/dataset=d2/part-0", Body=b'{"i":1}\n')
-    detail = {"dataset_id": "d2", "bucket": bucket, "prefix": "data/dataset=d2/", "objects": 1, "records": None,
-              "declared_at": "2026-11-23T10:00:00.000Z", "mode": "stability", "event_id": "d2:ready:1"}
+    event = ready_event("d2", bucket, 1)
     real = manifest_module.write_manifest
 
     def dies(*args, **kwargs):
         raise TimeoutError("killed half-way")
     monkeypatch.setattr(consumer, "write_manifest", dies)
     with pytest.raises(TimeoutError):
-        consumer.handler({"detail": detail}, context)
+        consumer.handler(event, context)
     # When Lambda retries it, Then it runs (no record of the failed run is kept) and writes the markers once
     monkeypatch.setattr(consumer, "write_manifest", real)
-    assert consumer.handler({"detail": detail}, context)["objects"] == 1
+    assert consumer.handler(event, context)["objects"] == 1
     assert s3.get_object(Bucket=bucket, Key="data/dataset=d2/_SUCCESS")["Body"].read() == b""
-    # And a Ready without an event_id is refused, never run without its dedupe
-    with pytest.raises(Exception, match="idempotency.key"):
-        consumer.handler({"detail": {k: v for k, v in detail.items() if k != "event_id"}}, context)
+    # And a Ready without an event_id (or anything else that is not a streamwatch event) is skipped alone, never
+    # run without its dedupe, never retried into a DLQ
+    no_id = {**event, "detail": {k: v for k, v in event["detail"].items() if k != "event_id"}}
+    assert consumer.handler(no_id, context) == {"skipped": "malformed event"}
+    assert consumer.handler({"detail": "hello"}, context) == {"skipped": "malformed event"}

@@ -77,15 +77,11 @@ def test_crash_between_transition_and_publish_publishes_on_redelivery_once(moto_
     assert published(local) == []
     # A message inside the publisher's lease publishes nothing: it sends itself a check for after the lease
     assert deliver(failed_body, context) and published(local) == []
-    delayed = boto3.client("sqs").get_queue_attributes(QueueUrl=local.resources.observer_queue_url, AttributeNames=[
-        "ApproximateNumberOfMessagesDelayed"])["Attributes"]["ApproximateNumberOfMessagesDelayed"]
-    assert delayed == "1"
-    time.sleep(2.2)  # the lease (1 s here) plus a second
+    assert 1 <= fake_clock.wall_delays[-1] <= 2.01  # the lease (1 s here) left, plus a second
     (check,) = [m["Body"] for m in drain(local.resources.observer_queue_url)]
     assert json.loads(check)["kind"] == "nudge"
     # After the lease (the publisher died), that check and SQS's redelivery publish it, once
-    later = time.time() + 3600
-    monkeypatch.setattr("streamwatch.runtime.observer.time.time", lambda: later)
+    fake_clock.wall_t += 3600
     assert deliver(check, context) and deliver(failed_body, context) and deliver(check, context)
     assert [e["detail-type"] for e in published(local)] == ["Dataset Ready"]
     assert store.get_state("d1").published
@@ -296,8 +292,6 @@ def test_a_putevents_client_error_is_counted_as_not_published_and_retried(moto_e
             raise errors.pop(0)
         return real_put(**kwargs)
     monkeypatch.setattr(client, "put_events", failing_put)
-    wall = [time.time()]  # the publish lease is wall time: each round comes after the last one's lease
-    monkeypatch.setattr("streamwatch.runtime.observer.time.time", lambda: wall[0])
     fake_clock.t = T0 + 1
     failures = 0
     for _ in range(200):
@@ -309,7 +303,7 @@ def test_a_putevents_client_error_is_counted_as_not_published_and_retried(moto_e
                 failures += 1  # SQS hands the failed message out again after its visibility timeout
                 boto3.client("sqs").send_message(QueueUrl=local.resources.observer_queue_url, MessageBody=m["Body"])
         fake_clock.t += 60
-        wall[0] += 120
+        fake_clock.wall_t += 120  # the publish lease is wall time: each round comes after the last one's lease
     # Then each failure was the EventsNotPublished metric and a retried message, and one Ready came in the end
     assert not errors and failures >= 1
     assert capsys.readouterr().out.count('"EventsNotPublished":[') == failures == 2  # one EMF value each
@@ -358,9 +352,7 @@ def test_a_publisher_with_too_little_left_lets_the_next_holder_publish(moto_env,
     # When that check comes after the lease, with a full lease of its own, Then it publishes, once
     monkeypatch.setattr(observing.Observer, "_lease", real_lease)
     monkeypatch.setattr(context, "get_remaining_time_in_millis", lambda: 30_000, raising=False)
-    time.sleep(2.2)  # the check's delay: the lease (1 s) plus a second
-    later = time.time() + 3600
-    monkeypatch.setattr("streamwatch.runtime.observer.time.time", lambda: later)
+    fake_clock.wall_t += 3600  # the lease is over
     run_observer(local, context, fake_clock)
     assert [e["detail-type"] for e in published(local)] == ["Dataset Ready"]
     assert Store(local.resources.table).get_state("d1").published

@@ -16,7 +16,7 @@ from streamwatch.core.limits import IDEMPOTENCY_ACTIONS, TABLE_ACTIONS
 from streamwatch.core.settings import Settings
 from streamwatch.runtime import aws
 from streamwatch.state.store import Store
-from tests.conftest import s3_message, s3_record, sqs_event
+from tests.conftest import ready_event, s3_message, s3_record, sqs_event
 from tests.handlers.conftest import T0, land_records, published, run_observer
 from tests.infra import aws_rules
 from tests.infra.aws_rules import props, resources, role_statements
@@ -116,7 +116,7 @@ def test_every_other_path_stays_within_the_grants(moto_env, context, fake_clock,
     """The paths the data path above does not take: a producer that fails, datasets that stall, one amended
     after its declaration, one whose sequence numbers overflow the SEQS item."""
     from streamwatch.handlers import monitor, producer
-    from streamwatch.state import store as store_module
+    from streamwatch.state import ledger
     settings, local = moto_env(Settings(mode="auto", min_objects=1, max_observation_s=1800,
                                         record_source=f"{__name__}:failing_source"))
     firehose_stream(local)
@@ -126,7 +126,7 @@ def test_every_other_path_stays_within_the_grants(moto_env, context, fake_clock,
     with recorded() as actions, pytest.raises(ConnectionError):  # a source that raises: reported failed, raised
         producer.handler({"action": "produce", "dataset_id": "failing", "producer_id": "p1", "records": 5}, context)
     out["Producer"] |= actions
-    monkeypatch.setattr(store_module, "MAX_SEQS_BYTES", 64)
+    monkeypatch.setattr(ledger, "MAX_SEQS_BYTES", 64)
     with recorded() as actions:  # objects of plain datasets, and sequence ranges past the SEQS item
         land_records(local, context, "amend", "a", "p9", range(2), at=T0)
         boto3.client("s3").put_object(Bucket=local.resources.bucket, Key="data/dataset=over/x", Body=b"".join(
@@ -200,17 +200,16 @@ def test_the_consumer_calls_exactly_what_it_is_granted_on_its_idempotency_table(
     from streamwatch.handlers import consumer
     _, local = moto_env()
     boto3.client("s3").put_object(Bucket=local.resources.bucket, Key="data/dataset=d1/part-0", Body=b"{}\n")
-    detail = {"dataset_id": "d1", "bucket": local.resources.bucket, "prefix": "data/dataset=d1/", "objects": 1,
-              "records": None, "declared_at": "2026-11-23T10:00:00.000Z", "mode": "stability"}
+    first, second = (ready_event("d1", local.resources.bucket, 1, event_id=e) for e in ("d1:ready", "d2:ready"))
     real = consumer.write_manifest
     with recorded() as actions:
-        consumer.handler({"detail": {**detail, "event_id": "d1:ready"}}, context)
-        consumer.handler({"detail": {**detail, "event_id": "d1:ready"}}, context)
+        consumer.handler(first, context)
+        consumer.handler(first, context)
         monkeypatch.setattr(consumer, "write_manifest", lambda *a, **k: (_ for _ in ()).throw(TimeoutError()))
         with pytest.raises(TimeoutError):
-            consumer.handler({"detail": {**detail, "event_id": "d2:ready"}}, context)
+            consumer.handler(second, context)
         monkeypatch.setattr(consumer, "write_manifest", real)
-        consumer.handler({"detail": {**detail, "event_id": "d2:ready"}}, context)
+        consumer.handler(second, context)
     # Then its calls are the actions it is granted there, but Powertools' fallback read (a repeat's old item
     # comes back with the conditional PutItem); it never touches the state table (none granted)
     assert actions == set(IDEMPOTENCY_ACTIONS) - set(IDEMPOTENCY_FALLBACK)

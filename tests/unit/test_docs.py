@@ -25,3 +25,17 @@ def test_every_linked_document_exists_and_nothing_points_outside_the_repository(
         for link in re.findall(r"\]\(([^)#]+)\)", text):
             if not link.startswith("http"):
                 assert (doc.parent / link).exists(), f"{doc.name} links to a missing {link}"
+
+
+def test_the_state_table_doc_is_the_layout_modules():
+    # Given the layout module's ITEMS, Then docs/state-table.md shows exactly them (regenerate: python -m
+    # streamwatch.state.layout)
+    from streamwatch.state import layout
+    assert layout.markdown() in (ROOT / "docs" / "state-table.md").read_text()
+
+
+def test_the_event_schema_is_generated_from_the_model():
+    # Given the detail model the publisher builds with, Then the committed schema is exactly what it generates
+    # (regenerate: python -m streamwatch.runtime.detail > docs/event-detail.schema.json)
+    from streamwatch.runtime import detail
+    assert (ROOT / "docs" / "event-detail.schema.json").read_text() == detail.schema_text()

@@ -3,6 +3,11 @@
 As AWS Solutions Constructs do it: each resource you pass (`bucket`, `delivery_stream`, `event_bus`) is used, each
 you do not is created; an existing resource or props for a new one, never both; every child is an attribute you
 can grant, subscribe and alarm on. docs/construct.md lists the props and their defaults.
+
+Why one long module: it is the stack read top to bottom (storage, stream, notifications, functions, schedules,
+grants), each resource next to the ones it references, in the order CloudFormation needs them; split by
+resource, one change (a new function, say) would touch four files. What stands alone is elsewhere: parts.py
+(a function, a queue with its DLQ), operations.py (alarms and the dashboard), bundling.py, nag.py.
 """
 
 from __future__ import annotations

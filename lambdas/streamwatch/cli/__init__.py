@@ -16,7 +16,7 @@ import traceback
 from dataclasses import asdict
 
 from streamwatch.core.errors import EXIT_BUG, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, InputError, NotFound, RunFailed
-from streamwatch.core.settings import Settings
+from streamwatch.core.settings import DECAYS, MODES, NOTIFICATIONS, Settings
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
@@ -240,10 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="replay a trace through the observer's policy on a virtual clock")
     p.add_argument("trace", help="JSON trace (docs/trace-format.md): {objects: [{t, records, seqs}] | [t, ...], "
                    "producers: [...]}, or a window trace")
-    p.add_argument("--mode", choices=("auto", "stability", "producers", "records", "window"))
+    p.add_argument("--mode", choices=MODES)
     p.add_argument("--max-num-repeat", type=int)
     p.add_argument("--delay", type=int, help="base probe delay, seconds")
-    p.add_argument("--decay", choices=("constant", "divide", "exponential"))
+    p.add_argument("--decay", choices=DECAYS)
     p.add_argument("--min-quiet", type=int, help="minimum quiet window, seconds")
     p.add_argument("--buffer-interval", type=int, help="Firehose buffer interval the windows derive from")
     p.add_argument("--settle", type=int, help="producers mode settle window, seconds")
@@ -255,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("demo", help="the whole pipeline locally (moto on 127.0.0.1), real handlers, checked")
-    p.add_argument("--mode", choices=("auto", "stability", "producers", "records"), help="override cdk.json's mode")
+    p.add_argument("--mode", choices=[m for m in MODES if m != "window"],  # a window rule needs its pattern
+                   help="override cdk.json's mode")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a setting")
     p.add_argument("--time-scale", type=float, default=60.0,
                    help="pipeline seconds per wall second (default 60: a 300 s buffer takes 5 s)")
@@ -266,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", choices=("default", "small", "windows"), default="default",
                    help="windows: an hourly rule (three windows, the last one empty) next to the small scenario")
     p.add_argument("--small", action="store_true", help="the two-dataset scenario (what the e2e test runs)")
-    p.add_argument("--notifications", choices=("s3", "eventbridge"), default="s3",
+    p.add_argument("--notifications", choices=[n for n in NOTIFICATIONS if n != "auto"], default="s3",
                    help="object events through the bucket's notification (default) or EventBridge")
     p.add_argument("--fail", action="append", default=[], metavar="DATASET",
                    help="make one producer of DATASET fail half-way (-> one Dataset Failed)")

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
+from streamwatch.core.backoff import CLIENT
 from streamwatch.core.envelope import RecordError
 from streamwatch.runtime import aws
 
@@ -113,7 +114,7 @@ class Sender:
         for attempt in range(self.max_attempts):
             if attempt:
                 result.retries += 1
-                self.sleep(aws.backoff_s(attempt, base=0.1, cap=5.0))
+                self.sleep(CLIENT.delay(attempt))
             try:
                 response = self.firehose.put_record_batch(
                     DeliveryStreamName=self.stream, Records=[{"Data": e.data} for e in pending])

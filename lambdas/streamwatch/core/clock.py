@@ -1,5 +1,6 @@
 """The handlers' notion of time. In Lambda it is the wall clock; the local sandbox installs a scaled clock so
-a 300 s Firehose buffer takes seconds while every proportion (delays, windows, event times) is kept."""
+a 300 s Firehose buffer takes seconds while every proportion (delays, windows, event times) is kept. Leases are
+wall time on every clock (`wall`), and go through it too, so one place says what time it is."""
 
 from __future__ import annotations
 
@@ -24,6 +25,15 @@ class WallClock:
     def wall_duration(self, wall_seconds: float) -> float:
         """A duration of the wall clock (an SQS visibility timeout) in this clock's seconds."""
         return wall_seconds
+
+    def wall(self) -> float:
+        """Wall-clock epoch seconds, whatever the pipeline's clock: publish leases, which invocations compare with
+        one another and with what the table holds (a test's clock moves it without sleeping)."""
+        return time.time()
+
+    def wall_delay(self, wall_seconds: float) -> int:
+        """SQS DelaySeconds for a wait of the wall clock (until a lease ends): 1..900."""
+        return max(1, min(SQS_MAX_DELAY_S, math.ceil(wall_seconds)))
 
 
 class ScaledClock(WallClock):

@@ -356,18 +356,27 @@ class Resources:
     """Names of the deployed resources, given to the Lambdas as env vars (by the construct or the sandbox) and
     to clients by the stack's outputs (`streamwatch.client.deployment`)."""
 
-    table: str = ""
-    bucket: str = ""
-    stream: str = ""
-    observer_queue_url: str = ""
-    notification_queue_url: str = ""
-    event_bus: str = ""
+    # required: a name left out must not switch a check off silently (the backlog check needs the queue)
+    table: str
+    bucket: str
+    stream: str
+    observer_queue_url: str
+    notification_queue_url: str
+    event_bus: str
+    # optional features, off when empty
     producer_function: str = ""
-    idempotency_table: str = ""  # the example consumer's Powertools Idempotency records (store.IDEMPOTENCY_*)
+    idempotency_table: str = ""  # the example consumer's Powertools Idempotency records (state.layout.IDEMPOTENCY_*)
 
     def to_env(self) -> dict[str, str]:
         return {f"{RESOURCE_ENV_PREFIX}{k.upper()}": v for k, v in asdict(self).items()}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Resources:
+        """The names the construct (or the local run) set; a required one missing is a SettingsError naming it."""
+        required = [f.name for f in fields(cls) if f.default is MISSING]
+        missing = [f"{RESOURCE_ENV_PREFIX}{n.upper()}" for n in required
+                   if f"{RESOURCE_ENV_PREFIX}{n.upper()}" not in environ]
+        if missing:
+            raise SettingsError(f"environment: {', '.join(missing)} not set (the construct sets every resource "
+                                "name; outside the stack, give --stack NAME)")
         return cls(**{f.name: environ.get(f"{RESOURCE_ENV_PREFIX}{f.name.upper()}", "") for f in fields(cls)})

@@ -3,7 +3,9 @@
 
 A Ready can arrive twice with the same `event_id` (EventBridge's at-least-once delivery; an observer that died
 between PutEvents and recording it): Powertools Idempotency, keyed on `event_id`, runs the work once and answers
-a repeat with the first result. An invocation that fails leaves no record, so its retry runs again."""
+a repeat with the first result. An invocation that fails leaves no record, so its retry runs again. The event is
+parsed with the publisher's own model (runtime/detail.py); one that is not a streamwatch event is skipped with a
+log line and the MalformedEvents metric."""
 
 from __future__ import annotations
 
@@ -12,11 +14,14 @@ import os
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
+from aws_lambda_powertools.utilities.parser import ValidationError, parse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 
 from streamwatch.core.settings import Resources
 from streamwatch.handlers.common import share_logging
 from streamwatch.reader import DatasetReader
 from streamwatch.runtime import aws
+from streamwatch.runtime.detail import DatasetDetail
 from streamwatch.runtime.manifest import write_manifest
 from streamwatch.state.layout import IDEMPOTENCY_KEY, IDEMPOTENCY_TTL
 
@@ -26,6 +31,12 @@ share_logging(logger)
 # at least 1) may declare the same event_id again, and that one must run
 IDEMPOTENCY = IdempotencyConfig(event_key_jmespath="event_id", raise_on_no_idempotency_key=True,
                                 expires_after_seconds=86_400)
+
+
+class DatasetEvent(EventBridgeModel):
+    """A streamwatch event as EventBridge delivers it, its detail parsed with the publisher's own model."""
+
+    detail: DatasetDetail
 
 
 def _persistence(table: str) -> DynamoDBPersistenceLayer:
@@ -50,6 +61,12 @@ def consume(detail: dict) -> dict:
 def handler(event: dict, context) -> dict:
     IDEMPOTENCY.register_lambda_context(context)
     table = Resources.from_env(os.environ).idempotency_table
+    try:
+        detail = parse(event=event, model=DatasetEvent).detail.body()
+    except ValidationError as exc:  # not ours, or not this version's: skipped alone, never retried into a DLQ
+        logger.warning("skipped an event that is not a streamwatch dataset event", extra={"error": str(exc)[:500]})
+        metrics.add_metric("MalformedEvents", MetricUnit.Count, 1)
+        return {"skipped": "malformed event"}
     once = idempotent_function(consume, data_keyword_argument="detail", config=IDEMPOTENCY,
                                persistence_store=_persistence(table))
-    return once(detail=event["detail"])
+    return once(detail=detail)

@@ -7,6 +7,10 @@ makes a 300 s buffer take seconds; every proportion is kept.
 Reusable (docs/local-run.md): `with Sandbox(settings) as sb:` points the environment at the sandbox, so the
 producer client (`streamwatch.client.run.Run`) works unchanged inside it and its PutRecordBatch calls reach the
 Firehose emulation; `sb.resources` holds the names; `sb.events` collects every event on the bus.
+
+Why one long module: it is the local Lambda service (the pollers, Lambda's timing, the chaos switches and the
+forwarding S3 and EventBridge do), whose parts share one moto server, one clock and one stop; what stands alone
+is elsewhere: firehose.py, infra.py, server.py, s3_endpoint.py, chaos.py, demo.py.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from pathlib import Path
 import obstore
 from obstore.store import S3Store
 
-from streamwatch.core.backoff import backoff_s
+from streamwatch.core.backoff import CLIENT
 from streamwatch.reader.files import FileSink, _FilesUnder
 from streamwatch.reader.objects import (
     CHUNK,
@@ -149,7 +149,7 @@ class DatasetReader:
                     result.error, transient = classify(exc)
                     if not transient or attempt + 1 >= self.max_attempts:
                         return
-                    self.sleep(backoff_s(attempt, base=0.1, cap=5.0))
+                    self.sleep(CLIENT.delay(attempt))
         finally:
             done(result)
 
@@ -213,7 +213,7 @@ class _Ranged:
                         with self.lock:
                             self.error = self.error or error
                         return
-                    reader.sleep(backoff_s(attempt, base=0.1, cap=5.0))
+                    reader.sleep(CLIENT.delay(attempt))
         finally:
             self._part_done()
 

@@ -16,7 +16,7 @@ from obstore.exceptions import BaseError as StoreError
 from obstore.exceptions import GenericError
 from obstore.store import S3Store
 
-from streamwatch.core.backoff import backoff_s
+from streamwatch.core.backoff import CLIENT
 
 CHUNK = 256 << 10  # bytes per piece of a streamed body (1 MiB pieces: ~1.5x the peak memory, no faster)
 PART_SIZE = 8 << 20  # byte range per request for large objects
@@ -215,7 +215,7 @@ def list_objects(store: S3Store, prefix: str, max_attempts: int = 5,
             attempt += 1
             if not transient or attempt >= max_attempts:
                 raise ReadError(error, error.split(":", 1)[0], transient, attempt) from exc
-            sleep(backoff_s(attempt - 1, base=0.1, cap=5.0))
+            sleep(CLIENT.delay(attempt - 1))
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -277,4 +277,4 @@ def stream_object(bucket: str, key: str, *, chunk_size: int = CHUNK, max_attempt
             if not transient or attempt + 1 >= max_attempts:
                 raise ReadError(f"s3://{bucket}/{key}: {error}", error.split(":", 1)[0], transient,
                                 attempt + 1) from exc
-            sleep(backoff_s(attempt, base=0.1, cap=5.0))
+            sleep(CLIENT.delay(attempt))

@@ -7,7 +7,7 @@ import functools
 import boto3
 from botocore.config import Config
 
-from streamwatch.core.backoff import RETRIES, backoff_s  # noqa: F401 (aws.backoff_s, aws.RETRIES)
+from streamwatch.core.backoff import RETRIES
 
 # PutEvents is bounded (limits.PUBLISH_BUDGET_S): 3 attempts x (1 s connect + 4 s read) + standard mode's
 # backoff between them (at most 1 s, then 2 s) = 18 s at most

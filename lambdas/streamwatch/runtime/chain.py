@@ -8,9 +8,10 @@ from __future__ import annotations
 from streamwatch.core import clock
 from streamwatch.core.ids import check_dataset_id
 from streamwatch.core.policy import Policy, complete_now
+from streamwatch.core.rules import RuleError
 from streamwatch.core.settings import Resources, Settings
 from streamwatch.runtime.ticks import Tick, send
-from streamwatch.state.store import OBSERVING, Store
+from streamwatch.state.store import OBSERVING, State, Store
 
 
 def start_chain(resources: Resources, store: Store, dataset_id: str) -> None:
@@ -19,6 +20,27 @@ def start_chain(resources: Resources, store: Store, dataset_id: str) -> None:
     if state is not None and state.status == OBSERVING and not state.chain_started:
         send(resources.observer_queue_url, [(Tick(dataset_id, 0, "tick"), 0)])
         store.mark_chain_started(dataset_id)
+
+
+def policy_of(settings: Settings, rule_name: str) -> Policy:
+    """The completion policy of a dataset's rule (the default settings' if the rule was since removed)."""
+    try:
+        rule = settings.rules.find(rule_name)
+    except RuleError:
+        rule = None
+    return Policy.from_settings(settings, rule)
+
+
+def may_complete_now(policy: Policy, store: Store, state: State) -> bool:
+    """The one "may it be complete (or failed) right now?" check, for the monitor and the producers' reports:
+    a failure, or the records rule holding. The producers' reports are read only when the rule could hold."""
+    view = state.view(clock.get().now())
+    if view.failure:
+        return True
+    if not (view.all_done and view.counts_reported):
+        return False
+    view = state.view(clock.get().now(), records_landed=store.records_landed(state))
+    return complete_now(policy, view) is not None
 
 
 def nudge(settings: Settings, resources: Resources, store: Store, dataset_id: str, *, always: bool = False) -> bool:
@@ -30,17 +52,8 @@ def nudge(settings: Settings, resources: Resources, store: Store, dataset_id: st
     if not state.chain_started:
         start_chain(resources, store, dataset_id)
         state = store.get_state(dataset_id)
-    view = state.view(clock.get().now())
-    if not always and not view.failure:
-        if not (view.all_done and view.counts_reported):
-            return False
-        try:
-            rule = settings.rules.find(state.rule)
-        except Exception:
-            rule = None
-        view = state.view(clock.get().now(), records_landed=store.records_landed(state))
-        if complete_now(Policy.from_settings(settings, rule), view) is None:
-            return False
+    if not always and not may_complete_now(policy_of(settings, state.rule), store, state):
+        return False
     send(resources.observer_queue_url, [(Tick(dataset_id, state.tick, "nudge"), 0)])
     return True
 

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from streamwatch.core import clock, envelope
 from streamwatch.core.events import parse_iso
 from streamwatch.core.ids import valid_dataset_id, valid_field_value
-from streamwatch.core.policy import Policy, complete_now
-from streamwatch.core.rules import RuleError
+from streamwatch.core.policy import Policy
 from streamwatch.core.s3_events import ObjectCreated, Skip, parse_message
 from streamwatch.core.settings import Resources, Settings
 from streamwatch.reader.objects import stream_object
+from streamwatch.runtime.chain import may_complete_now, policy_of
 from streamwatch.runtime.ticks import Tick, send
 from streamwatch.state.store import OBSERVING, READY, STALLED, CountedObject, ErrorRecords, State, Store
 
@@ -84,11 +84,7 @@ class Monitor:
 
     def policy(self, rule_name: str) -> Policy:
         if rule_name not in self._policies:
-            try:
-                rule = self.rules.find(rule_name)
-            except RuleError:
-                rule = None
-            self._policies[rule_name] = Policy.from_settings(self.settings, rule)
+            self._policies[rule_name] = policy_of(self.settings, rule_name)
         return self._policies[rule_name]
 
     def reads_records(self, rule_name: str) -> bool:
@@ -358,11 +354,4 @@ class Monitor:
         return kind
 
     def _may_be_complete(self, state: State) -> bool:
-        policy = self.policy(state.rule)
-        view = state.view(clock.get().now())
-        if view.failure:
-            return True
-        if not (view.all_done and view.counts_reported):
-            return False  # the records rule cannot hold yet: no need to read the producers' reports
-        view = state.view(clock.get().now(), records_landed=self.store.records_landed(state))
-        return complete_now(policy, view) is not None
+        return may_complete_now(self.policy(state.rule), self.store, state)

@@ -19,8 +19,6 @@
 from __future__ import annotations
 
 import logging
-import math
-import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -28,7 +26,7 @@ from streamwatch.core import clock
 from streamwatch.core.limits import PUBLISH_BUDGET_S, PUBLISH_LEASE_S, notification_visibility_s
 from streamwatch.core.policy import Decision, Policy, complete_now, decide
 from streamwatch.core.rules import RuleError
-from streamwatch.core.settings import SQS_MAX_DELAY_S, Resources, Settings
+from streamwatch.core.settings import RESOURCE_ENV_PREFIX, Resources, Settings, SettingsError
 from streamwatch.runtime import aws
 from streamwatch.runtime import publishing as events
 from streamwatch.runtime.ticks import Tick, send
@@ -81,14 +79,14 @@ class Observer:
         try:
             return self._handle(msg)
         except PublishInFlight as busy:  # come back when the lease ends (another publisher's, or too short a one)
-            wait = min(SQS_MAX_DELAY_S, max(1, math.ceil(busy.lease_until - time.time()) + 1))
+            wait = clock.get().wall_delay(busy.lease_until - clock.get().wall() + 1)
             send(self.resources.observer_queue_url, [(Tick(msg.dataset_id, msg.tick, "nudge"), wait)])
             return "publish-in-flight"
 
     def _lease(self) -> float:
         """A new lease (wall clock). Its value is the fencing token: every write after the claim is conditional
         on it still being the event's."""
-        return time.time() + self.lease_s
+        return clock.get().wall() + self.lease_s
 
     def _handle(self, msg: Tick) -> str:
         state = self.store.get_state(msg.dataset_id)
@@ -164,8 +162,9 @@ class Observer:
         batch's oldest message would have now (waiting messages were sent after it was received, or are as old;
         a stopped monitor makes this grow). The visibility timeout is the queue's own, read in the same call."""
         url = self.resources.notification_queue_url
-        if not url:
-            return 0.0
+        if not url:  # never silently off: a count rule would then trust a quiet it cannot vouch for
+            raise SettingsError(f"{RESOURCE_ENV_PREFIX}NOTIFICATION_QUEUE_URL is empty: the backlog check needs the "
+                                "notifications queue")
         attrs = aws.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=[
             "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "VisibilityTimeout"])["Attributes"]
         waiting = int(attrs.get("ApproximateNumberOfMessages", 0))
@@ -197,7 +196,7 @@ class Observer:
 
     def _publish_pending(self, state: State) -> None:
         """Publish events whose publisher's lease ran out; a live lease means another invocation is on it."""
-        wall = time.time()
+        wall = clock.get().wall()
         for kind, lease in sorted(state.pending.items()):
             if wall < lease:
                 raise PublishInFlight(f"{state.dataset_id}: another invocation is publishing {kind}", lease)
@@ -221,7 +220,7 @@ class Observer:
         policy, _ = self.policy(state.rule)
         body = events.detail(state, bucket=self.resources.bucket, rules=self.rules, policy=policy,
                              detail_type=detail_type, deadline_at=deadline_at)
-        if lease - time.time() < self.budget_s:
+        if lease - clock.get().wall() < self.budget_s:
             raise PublishInFlight(f"{state.dataset_id}: too little of the {kind} lease left to publish", lease)
         if self.remaining_s is not None and self.remaining_s() < self.budget_s:
             raise PublishInFlight(f"{state.dataset_id}: too little of the invocation left to publish {kind}", lease)

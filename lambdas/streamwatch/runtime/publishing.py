@@ -16,6 +16,8 @@ import time
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from streamwatch.core import clock
+from streamwatch.core.backoff import LAMBDA_RESEND
 from streamwatch.core.events import (  # re-exported: publishing.READY, publishing.iso, ...
     AMENDED,
     DETAIL_TYPES,
@@ -32,6 +34,7 @@ from streamwatch.core.events import (  # re-exported: publishing.READY, publishi
 from streamwatch.core.policy import Policy
 from streamwatch.core.rules import RuleError, RuleSet
 from streamwatch.runtime import aws
+from streamwatch.runtime.detail import DatasetDetail
 from streamwatch.state.store import State
 
 __all__ = ["AMENDED", "DETAIL_TYPES", "FAILED", "KIND_OF", "OVERDUE", "READY", "SOURCE", "STALLED", "TYPE_OF",
@@ -54,40 +57,29 @@ def detail(state: State, *, bucket: str, rules: RuleSet, policy: Policy, detail_
            deadline_at: float | None = None) -> dict:
     kind = KIND_OF[detail_type]
     event_id = f"{state.dataset_id}:{kind}" + (f":{state.objects}" if kind == "amended" else "")
-    body = {
-        "event_id": event_id,
-        "dataset_id": state.dataset_id,
-        "bucket": bucket,
-        "prefix": prefix_of(rules, state.dataset_id),
-        "objects": state.objects,
-        "bytes": state.bytes,
-        "records": state.records,
-        "first_object_at": iso(state.first_object_ts),
-        "last_object_at": iso(state.last_object_ts),
-        "declared_at": iso(state.declared_ts),
-        "mode": state.declared_mode or policy.mode,
-        "rule": state.rule,
-        "ticks": state.tick,
-        "reads": state.reads,
-        "reason": state.reason,
-        "fallback": state.fallback,
-        "policy": policy.describe(),
-        "producers": {"expected": state.producers_expected, "done": state.producers_done,
-                      "failed": state.producers_failed, "unregistered": state.unregistered_reports,
-                      "records_sent": state.records_sent},
-        "record_counts": {"distinct": state.distinct if state.lines is not None else None,
-                          "duplicates": state.duplicates if state.lines is not None else None,
-                          "foreign": state.foreign if state.lines is not None else None,
-                          "error_output": state.error_records},
-    }
+    extra = {}
     if state.window_start is not None:
-        body["window_start"], body["window_end"] = iso(state.window_start), iso(state.window_end)
+        extra.update(window_start=iso(state.window_start), window_end=iso(state.window_end))
+    reason = state.reason
     if kind == "failed":
-        body["failure"] = state.failure or state.reason
+        extra["failure"] = state.failure or state.reason
     if kind == "overdue":
-        body["deadline_at"] = iso(deadline_at if deadline_at is not None else state.deadline_ts)
-        body["reason"] = f"not Ready by its deadline {body['deadline_at']}; observation goes on"
-    return body
+        extra["deadline_at"] = iso(deadline_at if deadline_at is not None else state.deadline_ts)
+        reason = f"not Ready by its deadline {extra['deadline_at']}; observation goes on"
+    counted = state.lines is not None
+    return DatasetDetail(
+        event_id=event_id, dataset_id=state.dataset_id, bucket=bucket, prefix=prefix_of(rules, state.dataset_id),
+        objects=state.objects, bytes=state.bytes, records=state.records, first_object_at=iso(state.first_object_ts),
+        last_object_at=iso(state.last_object_ts), declared_at=iso(state.declared_ts),
+        mode=state.declared_mode or policy.mode, rule=state.rule, ticks=state.tick, reads=state.reads,
+        reason=reason, fallback=state.fallback, policy=policy.describe(),
+        producers={"expected": state.producers_expected, "done": state.producers_done,
+                   "failed": state.producers_failed, "unregistered": state.unregistered_reports,
+                   "records_sent": state.records_sent},
+        record_counts={"distinct": state.distinct if counted else None,
+                       "duplicates": state.duplicates if counted else None,
+                       "foreign": state.foreign if counted else None, "error_output": state.error_records},
+        **extra).body()
 
 
 def publish(bus: str, detail_type: str, body: dict, *, attempts: int = 5, until: float | None = None,
@@ -97,7 +89,7 @@ def publish(bus: str, detail_type: str, body: dict, *, attempts: int = 5, until:
     client = aws.client("events")
     entry = {"Source": SOURCE, "DetailType": detail_type, "Detail": json.dumps(body), "EventBusName": bus}
     for attempt in range(attempts):
-        if until is not None and time.time() + call_s > until:
+        if until is not None and clock.get().wall() + call_s > until:
             raise PublishError(f"{detail_type} for {body.get('dataset_id')} not published: its lease ends first")
         try:
             response = client.put_events(Entries=[entry])
@@ -107,5 +99,5 @@ def publish(bus: str, detail_type: str, body: dict, *, attempts: int = 5, until:
             return
         error = response["Entries"][0].get("ErrorCode")
         log.warning("PutEvents entry failed (%s), attempt %d", error, attempt + 1)
-        time.sleep(aws.backoff_s(attempt, base=0.1, cap=2.0))
+        time.sleep(LAMBDA_RESEND.delay(attempt))
     raise PublishError(f"{detail_type} for {body.get('dataset_id')} not accepted after {attempts} attempts")

@@ -8,6 +8,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 
+from streamwatch.core.backoff import LAMBDA_RESEND
 from streamwatch.core.ids import valid_dataset_id
 from streamwatch.core.s3_events import Skip
 from streamwatch.runtime import aws
@@ -49,7 +50,7 @@ def send(queue_url: str, messages: list[tuple[Tick, int]], *, attempts: int = 4)
                    for i, (m, delay) in enumerate(messages[start:start + 10])]
         for attempt in range(attempts):
             if attempt:
-                time.sleep(aws.backoff_s(attempt, base=0.1, cap=2.0))
+                time.sleep(LAMBDA_RESEND.delay(attempt))
             response = client.send_message_batch(QueueUrl=queue_url, Entries=entries)
             failed = {f["Id"] for f in response.get("Failed", [])}
             entries = [e for e in entries if e["Id"] in failed]
