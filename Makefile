@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 VENV_CHECKOV := .venv-checkov
 TEMPLATES := cdk.out/Streamwatch.template.json cdk.out/existing/OrdersPipeline.template.json
-PYTEST := $(BIN)/python -m pytest -n 2
+PYTEST := $(BIN)/python -m pytest -n 2 --durations=12
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
