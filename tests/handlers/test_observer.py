@@ -356,3 +356,40 @@ def test_a_publisher_with_too_little_left_lets_the_next_holder_publish(moto_env,
     run_observer(local, context, fake_clock)
     assert [e["detail-type"] for e in published(local)] == ["Dataset Ready"]
     assert Store(local.resources.table).get_state("d1").published
+
+
+def test_a_takeover_after_a_lost_mark_sent_announces_later_objects_as_amended(moto_env, context, fake_clock,
+                                                                              monkeypatch):
+    # Given a Ready out on the bus with 1 object whose publisher died before recording it (its mark_sent lost)
+    settings, local = moto_env(Settings(mode="stability", min_quiet_s=300, buffer_interval_s=300))
+    monkeypatch.setenv("STREAMWATCH_PUBLISH_LEASE_S", "1")
+    land(local, context, "d1", ["a"], at=T0)
+    store = Store(local.resources.table)
+    real_mark = Store.mark_sent
+    lost = []
+
+    def lose_first(self, *args, **kwargs):
+        if not lost:
+            lost.append(1)
+            raise ConnectionError("chaos: killed right after PutEvents")
+        return real_mark(self, *args, **kwargs)
+    monkeypatch.setattr(Store, "mark_sent", lose_first)
+    fake_clock.t = T0 + 1
+    for _ in range(100):  # drive the chain until the declaring tick dies after its PutEvents
+        messages = drain(local.resources.observer_queue_url)
+        assert messages, "chain ended without declaring"
+        ok = deliver(messages[0]["Body"], context)
+        fake_clock.t += 60
+        if not ok:
+            failed_body = messages[0]["Body"]
+            break
+    assert [e["detail"]["objects"] for e in published(local)] == [1] and "ready" in store.get_state("d1").pending
+    # When a copy of a delivery lands and is counted, and the next holder takes over after the lease
+    land(local, context, "d1", ["b"], at=T0 + 5)
+    fake_clock.wall_t += 3600
+    assert deliver(failed_body, context)  # SQS hands the dead invocation's message out again
+    run_observer(local, context, fake_clock, expect_end=False)
+    # Then the repeat (same event_id) is followed by a Dataset Amended with both objects: a consumer that drops
+    # the repeat still hears of the second object
+    kinds = [(e["detail-type"], e["detail"]["objects"]) for e in published(local)]  # the events since the first
+    assert kinds == [("Dataset Ready", 2), ("Dataset Amended", 2)], kinds

@@ -204,7 +204,11 @@ class Observer:
             if not self.store.renew_lease(state.dataset_id, kind, lease, mine):
                 raise PublishInFlight(f"{state.dataset_id}: another invocation took over {kind}", mine)
             fresh = self.store.get_state(state.dataset_id)
-            self._publish(events.TYPE_OF[kind], fresh, mine)
+            # the holder before may have published with fewer objects than there are now (its PutEvents went out,
+            # its mark_sent did not): announce only what it surely did, so the rest comes as Dataset Amended
+            surely = fresh.declared_objects if kind in ("ready", "stalled") else None
+            self._publish(events.TYPE_OF[kind], fresh, mine,
+                          announced=None if surely is None else min(surely, fresh.objects))
 
     def _publish_declaration(self, dataset_id: str, lease: float, deadline_at: float | None = None) -> str:
         state = self.store.get_state(dataset_id)
@@ -213,7 +217,8 @@ class Observer:
         # producers that reported without being registered: counted (the metric says how often it happens)
         return kind + ("+unregistered-producers" if state.unregistered_reports else "")
 
-    def _publish(self, detail_type: str, state: State, lease: float, *, deadline_at: float | None = None) -> None:
+    def _publish(self, detail_type: str, state: State, lease: float, *, deadline_at: float | None = None,
+                 announced: int | None = None) -> None:
         """PutEvents, only with enough of the lease left for it (else the next holder publishes, once this lease
         ends), then the sent flag, fenced on the lease."""
         kind = events.KIND_OF[detail_type]
@@ -225,8 +230,8 @@ class Observer:
         if self.remaining_s is not None and self.remaining_s() < self.budget_s:
             raise PublishInFlight(f"{state.dataset_id}: too little of the invocation left to publish {kind}", lease)
         events.publish(self.resources.event_bus, detail_type, body, until=lease, call_s=self.budget_s)
-        if not self.store.mark_sent(state.dataset_id, kind, lease=lease,
-                                    objects=None if kind == "overdue" else state.objects):
+        if not self.store.mark_sent(state.dataset_id, kind, lease=lease, objects=None if kind == "overdue" else (
+                state.objects if announced is None else announced)):
             self.fenced += 1
             log.warning("published %s after its lease was taken over: the next holder publishes it again "
                         "(same event_id)", detail_type, extra={"dataset_id": state.dataset_id})

@@ -132,6 +132,7 @@ class State:
     pending: dict[str, float] = field(default_factory=dict)  # event kind -> publish lease (wall clock)
     sent_events: frozenset[str] = frozenset()
     announced_objects: int = 0
+    declared_objects: int | None = None  # objects when it was declared (a takeover announces only these)
     amend_pending: int = 0
     next_delay: int = 0
     observed_ts: float | None = None
@@ -158,6 +159,7 @@ class State:
             fallback=bool(item.get("fallback")), seqs_overflow=bool(item.get("seqs_overflow")),
             pending={k: float(item[f"pending_{k}"]) for k in EVENT_KINDS if item.get(f"pending_{k}") is not None},
             sent_events=frozenset(item.get("sent_events") or ()), announced_objects=i("announced_objects", 0),
+            declared_objects=i("declared_objects"),
             amend_pending=i("amend_pending", 0), next_delay=i("next_delay", 0), observed_ts=_f(item, "observed_ts"))
 
     @property

@@ -65,7 +65,8 @@ ITEMS = (
      'the rule and window, the observer chain (`status` OBSERVING/READY/STALLED/FAILED, `tick`, streak, '
      '`read_count`, `observed_ts`), producer totals (`producers_expected`, `producers_known`, '
      '`producers_done`, `producers_failed`, `records_sent`, `uncounted_reports`), '
-     '`deadline_ts`/`overdue_ts`, the declaration, the event outbox (`pending_<kind>` publish leases, '
+     '`deadline_ts`/`overdue_ts`, the declaration (`declared_objects`: what a takeover may assume went '
+     'out), the event outbox (`pending_<kind>` publish leases, '
      '`sent_events`), and the `by_day` index keys (`list_pk` = `DAY#<UTC day it started>`, `list_sk` = '
      '`<start>#<id>`). Expires `dedupe_ttl_days` after the declaration.'),
     ('`DATASET#<id>`', '`OBJECT#<key>`',

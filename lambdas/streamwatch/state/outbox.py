@@ -39,9 +39,11 @@ class Outbox(TableAccess):
         condition = "#status = :obs" + (" AND tick = :tick" if tick is not None else "")
         values = {":v": status, ":now": _num(now), ":obs": OBSERVING, ":reason": decision.reason[:1000],
                   ":fb": decision.fallback, ":lease": _num(lease_until), ":mode": decision.mode or "",
-                  ":exp": int(time.time()) + self.ttl_s}
+                  ":exp": int(time.time()) + self.ttl_s, ":none": 0}
+        # declared_objects: the fewest objects its event can announce (what a takeover may assume went out)
         sets = (f"#status = :v, declared_ts = :now, reason = :reason, fallback = :fb, declared_mode = :mode, "
-                f"pending_{DECLARED[status]} = :lease, {TTL_ATTRIBUTE} = :exp")
+                f"pending_{DECLARED[status]} = :lease, {TTL_ATTRIBUTE} = :exp, "
+                "declared_objects = if_not_exists(objects, :none)")
         if tick is not None:
             values.update({":tick": tick, ":next": tick + 1, ":r": p.repeated, ":c": p.last_count,
                            ":reads": p.reads})
