@@ -48,6 +48,18 @@ def test_every_message_delivered_twice_still_one_ready(moto_env, context, fake_c
     assert [e["detail-type"] for e in published(local)] == ["Dataset Ready"]
 
 
+def drive_until_a_delivery_fails(local, context, fake_clock) -> str:
+    """Deliver the chain's messages one by one (a minute apart) until one fails; its body (SQS redelivers it)."""
+    for _ in range(100):
+        messages = drain(local.resources.observer_queue_url)
+        assert messages, "chain ended without a failed delivery"
+        ok = deliver(messages[0]["Body"], context)
+        fake_clock.t += 60
+        if not ok:
+            return messages[0]["Body"]
+    raise AssertionError("no delivery failed in 100 steps")
+
+
 def test_crash_between_transition_and_publish_publishes_on_redelivery_once(moto_env, context, fake_clock,
                                                                           monkeypatch):
     settings, local = moto_env(Settings(mode="stability", min_quiet_s=300, buffer_interval_s=300))
@@ -64,14 +76,7 @@ def test_crash_between_transition_and_publish_publishes_on_redelivery_once(moto_
     monkeypatch.setattr(events, "publish", crash_once)
     store = Store(local.resources.table)
     fake_clock.t = T0 + 1
-    for _ in range(100):  # drive the chain until the declaring tick crashes
-        messages = drain(local.resources.observer_queue_url)
-        assert messages, "chain ended without declaring"
-        ok = deliver(messages[0]["Body"], context)
-        fake_clock.t += 60
-        if not ok:
-            failed_body = messages[0]["Body"]
-            break
+    failed_body = drive_until_a_delivery_fails(local, context, fake_clock)  # the declaring tick crashes
     state = store.get_state("d1")
     assert state.status == "READY" and not state.published and "ready" in state.pending
     assert published(local) == []
@@ -375,14 +380,7 @@ def test_a_takeover_after_a_lost_mark_sent_announces_later_objects_as_amended(mo
         return real_mark(self, *args, **kwargs)
     monkeypatch.setattr(Store, "mark_sent", lose_first)
     fake_clock.t = T0 + 1
-    for _ in range(100):  # drive the chain until the declaring tick dies after its PutEvents
-        messages = drain(local.resources.observer_queue_url)
-        assert messages, "chain ended without declaring"
-        ok = deliver(messages[0]["Body"], context)
-        fake_clock.t += 60
-        if not ok:
-            failed_body = messages[0]["Body"]
-            break
+    failed_body = drive_until_a_delivery_fails(local, context, fake_clock)  # dies after its PutEvents
     assert [e["detail"]["objects"] for e in published(local)] == [1] and "ready" in store.get_state("d1").pending
     # When a copy of a delivery lands and is counted, and the next holder takes over after the lease
     land(local, context, "d1", ["b"], at=T0 + 5)

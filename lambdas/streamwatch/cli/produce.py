@@ -130,7 +130,7 @@ def _lines(path: str) -> Iterator[tuple[int, str]]:
 
 
 def _capped(fh, source: str) -> Iterator[tuple[int, str]]:
-    for number, raw in enumerate(iter(lambda: fh.readline(MAX_LINE_BYTES + 1), raw_empty(fh)), 1):
+    for number, raw in enumerate(iter(lambda: fh.readline(MAX_LINE_BYTES + 1), _end_of(fh)), 1):
         if len(raw) > MAX_LINE_BYTES:
             raise InputError(f"{source} line {number}: longer than {MAX_LINE_BYTES // 1024:,} KiB, more than one "
                              "Firehose record holds")
@@ -140,7 +140,7 @@ def _capped(fh, source: str) -> Iterator[tuple[int, str]]:
             raise InputError(f"{source} line {number}: not UTF-8 text ({exc.reason})") from None
 
 
-def raw_empty(fh) -> bytes | str:
+def _end_of(fh) -> bytes | str:
     """What the stream's readline returns at its end: b"" for a binary one, "" for a text one."""
     return "" if isinstance(fh, io.TextIOBase) else b""
 

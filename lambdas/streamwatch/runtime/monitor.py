@@ -123,8 +123,6 @@ class Monitor:
         self._unscanned = result.unscanned
         owners: dict[tuple[str, str], set[str]] = {}  # (dataset or "", key) -> message ids announcing it
         trusted = tuple(self.settings.trusted_writers)
-        sent = {m.message_id: m.sent_ts for m in messages}
-        self._sent_of = {}  # (dataset, key) -> when its first notification was sent (wall)
         found: list[ObjectCreated] = []
         for message in messages:
             try:
@@ -141,11 +139,12 @@ class Monitor:
                     result.skipped["UntrustedWriter"] += 1
                     continue
                 owners.setdefault((obj.dataset_id, obj.key), set()).add(message.message_id)
-                times = [t for t in (self._sent_of.get((obj.dataset_id, obj.key)), sent[message.message_id]) if t]
-                self._sent_of[(obj.dataset_id, obj.key)] = min(times, default=None)
                 found.append(obj)
         if not found:
             return result
+        sent = {m.message_id: m.sent_ts for m in messages}
+        self._sent_of = {where: min((sent[m] for m in ids if sent[m]), default=None)  # its first notification
+                         for where, ids in owners.items()}
         now = clock.get().now()
         data = [o for o in found if not o.error_output]
         errors = [o for o in found if o.error_output]
