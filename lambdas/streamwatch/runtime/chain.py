@@ -11,6 +11,7 @@ from streamwatch.core.policy import Policy, complete_now
 from streamwatch.core.rules import RuleError
 from streamwatch.core.settings import Resources, Settings
 from streamwatch.runtime.ticks import Tick, send
+from streamwatch.runtime.view import view_of
 from streamwatch.state.store import OBSERVING, State, Store
 
 
@@ -34,13 +35,10 @@ def policy_of(settings: Settings, rule_name: str) -> Policy:
 def may_complete_now(policy: Policy, store: Store, state: State) -> bool:
     """The one "may it be complete (or failed) right now?" check, for the monitor and the producers' reports:
     a failure, or the records rule holding. The producers' reports are read only when the rule could hold."""
-    view = state.view(clock.get().now())
+    view = view_of(state, clock.get().now(), store=store)
     if view.failure:
         return True
-    if not (view.all_done and view.counts_reported):
-        return False
-    view = state.view(clock.get().now(), records_landed=store.records_landed(state))
-    return complete_now(policy, view) is not None
+    return view.all_done and view.counts_reported and complete_now(policy, view) is not None
 
 
 def nudge(settings: Settings, resources: Resources, store: Store, dataset_id: str, *, always: bool = False) -> bool:

@@ -30,6 +30,7 @@ from streamwatch.core.settings import RESOURCE_ENV_PREFIX, Resources, Settings, 
 from streamwatch.runtime import aws
 from streamwatch.runtime import publishing as events
 from streamwatch.runtime.ticks import Tick, send
+from streamwatch.runtime.view import progress_of, view_of
 from streamwatch.state.store import DECLARED, FAILED, OBSERVING, State, Store
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ class Observer:
             return outcome + "stale"
         if msg.tick > state.tick:
             raise FutureTick(f"tick {msg.tick} ahead of {state.tick} for {msg.dataset_id}")
-        decision = decide(policy, state.progress(), view)
+        decision = decide(policy, progress_of(state), view)
         if decision.verdict == "ready" and decision.by_count:
             decision = self._confirm_no_backlog(policy, state, view)
         if decision.verdict == "wait":
@@ -135,18 +136,14 @@ class Observer:
 
     # --- reading ------------------------------------------------------------------------------------------
     def _view(self, state: State, now: float, rule_settings: Settings, backlog_s: float = 0.0):
-        view = state.view(now, backlog_s=backlog_s, deadline_s=rule_settings.deadline_s)
-        if view.all_done and view.counts_reported and state.lines is not None:
-            view = state.view(now, backlog_s=backlog_s, deadline_s=rule_settings.deadline_s,
-                              records_landed=self.store.records_landed(state))
-        return view
+        return view_of(state, now, store=self.store, backlog_s=backlog_s, deadline_s=rule_settings.deadline_s)
 
     def _confirm_no_backlog(self, policy: Policy, state: State, view) -> Decision:
         """Decide again with the monitor's backlog: a count rule may only trust the quiet it can vouch for."""
         backlog = self.backlog_s()
         if backlog <= 0:
-            return decide(policy, state.progress(), view)
-        decision = decide(policy, state.progress(), replace(view, backlog_s=backlog))
+            return decide(policy, progress_of(state), view)
+        decision = decide(policy, progress_of(state), replace(view, backlog_s=backlog))
         if decision.verdict == "wait":
             log.info("monitor backlog of %.0f s: not declaring %s yet", backlog, state.dataset_id)
         return decision

@@ -9,7 +9,6 @@ from decimal import Decimal
 
 from streamwatch.core import envelope
 from streamwatch.core.envelope import Scan
-from streamwatch.core.policy import Progress, View
 from streamwatch.state.layout import (
     DAY,
     DECLARED,
@@ -175,26 +174,6 @@ class State:
     def published(self) -> bool:
         kind = DECLARED.get(self.status)
         return kind is not None and kind in self.sent_events
-
-    def view(self, now: float, *, records_landed: bool | None = None, backlog_s: float = 0.0,
-             deadline_s: float | None = None) -> View:
-        """What the policy reads. `deadline_s`: the rule's default deadline, for datasets no run gave one."""
-        deadline = self.deadline_ts
-        if deadline is None and deadline_s and self.started_ts is not None:
-            deadline = self.started_ts + deadline_s
-        failure = self.failure
-        if failure is None and self.error_records:
-            failure = f"{self.error_records} record(s) went to Firehose's error output"
-        return View(now=now, objects=self.objects, started_at=self.started_ts if self.started_ts is not None else now,
-                    last_object_at=self.last_object_ts, records=self.records,
-                    producers_expected=self.producers_expected, producers_known=self.producers_known,
-                    producers_done=self.producers_done, counts_reported=self.uncounted_reports == 0,
-                    records_sent=self.records_sent, records_landed=records_landed, last_done_at=self.last_done_ts,
-                    failure=failure, window_start=self.window_start, window_end=self.window_end,
-                    deadline_at=deadline, overdue=self.overdue_ts is not None, backlog_s=backlog_s)
-
-    def progress(self) -> Progress:
-        return Progress(repeated=self.repeated, last_count=self.last_count, reads=self.reads)
 
 
 def landed(reports: list[dict], intervals: dict[str, list], foreign: int) -> bool:
