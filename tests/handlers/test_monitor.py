@@ -60,13 +60,16 @@ def test_every_event_three_times_shuffled_counts_exactly(moto_env, context):
 
 
 def test_records_in_one_message_and_url_encoded_keys(moto_env, context):
+    # Given one message holding three records: a '+' key, a multipart upload with an encoded '/', and a copy
     settings, local = moto_env(COUNT_ONLY)
     b = local.resources.bucket
     body = s3_message(s3_record(b, "data/dataset=d1/my+file.json", 10),
                       s3_record(b, "data/dataset=d1/sub%2Fpart+2.json", 20,
                                 event="ObjectCreated:CompleteMultipartUpload"),
                       s3_record(b, "data/dataset=d1/copy.json", 30, event="ObjectCreated:Copy"))
+    # When the monitor consumes it
     assert monitor.handler(sqs_event([body]), context) == {"batchItemFailures": []}
+    # Then all three objects are counted, 60 bytes
     assert counts(local.resources.table, "d1") == (3, 60, None)
     # The same object again, its key encoded differently: still 3
     again = s3_message(s3_record(b, "data/dataset=d1/my%20file.json", 10))
@@ -85,11 +88,14 @@ def test_records_in_one_message_and_url_encoded_keys(moto_env, context):
     s3_message({"eventName": "ObjectRemoved:Delete", "s3": {"bucket": {"name": "B"}, "object": {"key": "k"}}}),
 ])
 def test_foreign_or_malformed_messages_are_skipped_without_failing_the_batch(moto_env, context, body):
+    # Given a message the monitor must skip (the parameter), and a good one beside it
     settings, local = moto_env(COUNT_ONLY)
     b = local.resources.bucket
     body = {"OUTSIDE": s3_message(s3_record(b, "elsewhere/dataset=d1/a.json")),
             "MANIFEST": s3_message(s3_record(b, "data/dataset=d1/_manifest.json"))}.get(body, body)
     good = s3_message(s3_record(b, "data/dataset=d1/real.json", 5))
+    # When the monitor consumes both
+    # Then no message fails and only the good one is counted
     assert monitor.handler(sqs_event([body, good]), context) == {"batchItemFailures": []}
     assert counts(local.resources.table, "d1") == (1, 5, None)
 
@@ -109,18 +115,22 @@ def test_one_unreadable_object_fails_only_its_message_and_a_retry_counts_it_once
     # Then only the unreadable one is reported, and the others are counted with their records
     assert response == {"batchItemFailures": [{"itemIdentifier": "late"}]}
     assert counts(local.resources.table, "d1") == (3, 48, 6)
-    # When the object appears and the whole batch is redelivered, Then it is counted once, the others not again
+    # When the object appears and the whole batch is redelivered
     put(b, "data/dataset=d1/late.json", b'{"a":3}\n')
+    # Then it is counted once, the others not again
     assert monitor.handler(event, context) == {"batchItemFailures": []}
     assert counts(local.resources.table, "d1") == (4, 56, 7)
 
 
 def test_gzip_objects_are_counted_by_their_lines(moto_env, context):
+    # Given a gzip object of 1,234 lines, in records mode
     settings, local = moto_env(Settings(mode="records"))
     b = local.resources.bucket
     body = gzip.compress(b"".join(b'{"n":%d}\n' % i for i in range(1234)))
     put(b, "data/dataset=gz/part.gz", body)
+    # When the monitor counts its notification
     monitor.handler(sqs_event([s3_message(s3_record(b, "data/dataset=gz/part.gz", len(body)))]), context)
+    # Then its dataset has 1,234 records
     assert counts(local.resources.table, "gz")[2] == 1234
 
 
@@ -189,25 +199,52 @@ def test_error_output_records_fail_their_dataset_once(moto_env, context):
     assert [json.loads(m["Body"])["kind"] for m in drain(local.resources.observer_queue_url)][0] == "tick"
 
 
-def test_throttled_transaction_is_retried_and_counted_once(moto_env, context):
+def test_a_throttled_transaction_is_retried_by_botocore_and_counted_once(moto_env, context):
+    # Given 5 notifications for d1, and DynamoDB answering the first two transactions with a real 400 throttle
+    from botocore.awsrequest import AWSResponse
     settings, local = moto_env(COUNT_ONLY)
     b = local.resources.bucket
     event = sqs_event([s3_message(s3_record(b, f"data/dataset=d1/{i}.json", 10)) for i in range(5)])
     store_client = Store(local.resources.table).client
-    with ThrottleOnce(store_client, "transact_write_items", times=2):
-        assert monitor.handler(event, context) == {"batchItemFailures": []}
+    sent = []
+
+    class Raw:
+        def stream(self, **kwargs):
+            yield json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                              "message": "throttled"}).encode()
+
+    def throttle(request, **kwargs):
+        sent.append(request.url)
+        if len(sent) <= 2:
+            return AWSResponse(request.url, 400, {"Content-Type": "application/x-amz-json-1.0"}, Raw())
+        return None
+    store_client.meta.events.register("before-send.dynamodb.TransactWriteItems", throttle)
+    try:
+        # When the monitor consumes them
+        response = monitor.handler(event, context)
+    finally:
+        store_client.meta.events.unregister("before-send.dynamodb.TransactWriteItems", throttle)
+    # Then botocore's own retries carried the transaction (three sends), no message failed, and the 5 objects are
+    # counted once, 50 bytes
+    assert response == {"batchItemFailures": []} and len(sent) == 3
     assert counts(local.resources.table, "d1") == (5, 50, None)
 
 
-def test_persistent_throttling_fails_the_batch_and_redelivery_counts_once(moto_env, context):
+def test_a_throttle_past_botocores_retries_is_left_to_sqs_and_redelivery_counts_once(moto_env, context):
+    # Given 5 notifications for d1
     from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
     settings, local = moto_env(COUNT_ONLY)
     b = local.resources.bucket
     event = sqs_event([s3_message(s3_record(b, f"data/dataset=d1/{i}.json", 10)) for i in range(5)])
     store_client = Store(local.resources.table).client
-    with ThrottleOnce(store_client, "transact_write_items", times=100), pytest.raises(BatchProcessingError):
+    # When the store's transaction fails with a throttle every time, as when botocore's retries are spent
+    with ThrottleOnce(store_client, "transact_write_items", times=100) as throttle, \
+            pytest.raises(BatchProcessingError):
         monitor.handler(event, context)
+    # Then it was not retried again (one call), the whole batch failed and nothing is counted
+    assert throttle.left == 99
     assert counts(local.resources.table, "d1") is None
+    # And its redelivery, twice, counts the 5 objects once
     assert monitor.handler(event, context) == {"batchItemFailures": []}
     monitor.handler(event, context)
     assert counts(local.resources.table, "d1") == (5, 50, None)
@@ -220,10 +257,13 @@ def test_real_s3_notifications_from_the_bucket_are_understood(moto_env, context)
     for key in keys:
         put(local.resources.bucket, key, b"x" * 11)
     put(local.resources.bucket, "other/f.json", b"x")  # filtered by S3 itself
+    # When the queue's messages are drained
     messages = drain(local.notification_queue_url)
+    # Then they are the 3 notifications (other/ filtered out), beside at least one s3:TestEvent
     # S3 (and moto) send an s3:TestEvent when the notification is configured; keys arrive fully URL-encoded
     assert sum("s3:TestEvent" in m["Body"] for m in messages) >= 1
     assert len([m for m in messages if "s3:TestEvent" not in m["Body"]]) == 3
+    # And the monitor consumes them all and counts the 3 objects, 33 bytes
     assert monitor.handler(sqs_event([m["Body"] for m in messages]), context) == {"batchItemFailures": []}
     assert counts(local.resources.table, "real") == (3, 33, None)
 
@@ -251,19 +291,25 @@ def test_eventbridge_mode_the_rule_delivers_object_created_for_the_watched_prefi
 
 
 def test_window_rule_objects_carry_their_window(moto_env, context):
+    # Given an hourly window rule, logs/{yyyy}/{MM}/{dd}/{HH}/
     settings, local = moto_env(Settings(mode="stability", datasets=(
         {"pattern": "logs/{yyyy}/{MM}/{dd}/{HH}/", "name": "hourly"},)))
     b = local.resources.bucket
     body = s3_message(s3_record(b, "logs/2026/11/24/23/part-1", 9))
+    # When the monitor counts an object of 2026-11-24's 23:00 hour
     assert monitor.handler(sqs_event([body]), context) == {"batchItemFailures": []}
+    # Then the object's dataset is that hour's window, one hour long, of rule hourly
     state = Store(local.resources.table).get_state("hourly~2026-11-24T23")
     assert state.window_end - state.window_start == 3600 and state.rule == "hourly"
 
 
 def test_the_monitor_records_how_far_behind_it_is(moto_env, context):
+    # Given a notification sent 42 s ago
     settings, local = moto_env(COUNT_ONLY)
     body = s3_message(s3_record(local.resources.bucket, "data/dataset=d1/a", 1))
+    # When the monitor consumes it
     monitor.handler(sqs_event([body], sent_ts=time.time() - 42), context)
+    # Then the lag it stores is about 42 s
     batch_ts, oldest = Store(local.resources.table).get_lag()
     assert 41 <= batch_ts - oldest <= 60
 
@@ -305,6 +351,7 @@ def test_eventbridge_whole_second_times_are_taken_as_late_as_the_object_can_have
     from streamwatch.core.events import parse_iso
     from streamwatch.runtime.monitor import event_ts
     second = parse_iso("2026-11-23T10:00:00Z")
+    # When event_ts reads them, with and without the time the notification was sent
     # Then a whole second means "within the second after", but never after the notification was sent
     assert event_ts("2026-11-23T10:00:00Z") == second + 1
     assert event_ts("2026-11-23T10:00:00Z", sent_ts=second + 0.25) == second + 0.25
@@ -320,8 +367,9 @@ def test_the_logic_modules_log_through_the_handlers_powertools_logger_with_the_d
             "m.logger.append_keys(function_request_id='req-1')\n"
             "logging.getLogger('streamwatch.runtime.monitor').warning('from the logic')\n")
     env = {**os.environ, "POWERTOOLS_SERVICE_NAME": "Stack/Streamwatch", "AWS_DEFAULT_REGION": "us-east-1"}
+    # When a logic module logs in a process that imported the monitor handler
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
-    # When a logic module logs, Then the line is the Powertools JSON with the invocation's context
+    # Then the line is the Powertools JSON with the invocation's context
     (line,) = [json.loads(x) for x in result.stdout.splitlines() if "from the logic" in x]
     assert line["function_request_id"] == "req-1" and line["service"] == "Stack/Streamwatch"
     assert line["level"] == "WARNING"

@@ -15,9 +15,10 @@ from botocore.exceptions import ClientError
 from streamwatch.core.backoff import RETRIES, TRANSACTION
 from streamwatch.state.layout import dataset_key
 
-RETRYABLE = {"TransactionConflict", "ThrottlingError", "ThrottlingException", "ProvisionedThroughputExceeded",
-             "ProvisionedThroughputExceededException", "RequestLimitExceeded", "InternalServerError",
-             "TransactionInProgressException", "ServiceUnavailable"}
+# Whole-call errors botocore's standard mode retries itself (throttling and 5xx): once one reaches us its retries
+# are spent, and retrying again would only hold the invocation; what it was writing is left to SQS's redelivery.
+BOTOCORE_RETRIED = {"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
+                    "InternalServerError", "TransactionInProgressException", "ServiceUnavailable"}
 log = logging.getLogger(__name__)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from botocore.exceptions import ClientError
 
 from streamwatch.core import envelope
-from streamwatch.state.base import RETRYABLE, TableAccess, _backoff, cancellation_codes
+from streamwatch.state.base import BOTOCORE_RETRIED, TableAccess, _backoff, cancellation_codes
 from streamwatch.state.items import (
     CountedObject,
     CountOutcome,
@@ -60,11 +60,10 @@ class Ledger(TableAccess):
             except ClientError as exc:
                 code = exc.response["Error"]["Code"]
                 if code != "TransactionCanceledException":
-                    if code not in RETRYABLE:
+                    if code not in BOTOCORE_RETRIED:
                         raise
-                    log.warning("counting transaction failed (%s), attempt %d", code, attempt + 1)
-                    _backoff(attempt)
-                    continue
+                    log.warning("counting transaction failed after botocore's retries (%s): left to SQS", code)
+                    break
                 transient, stale = False, set()
                 for owner, rc in zip(owners, cancellation_codes(exc), strict=False):
                     if rc == "ConditionalCheckFailed" and isinstance(owner, CountedObject):
