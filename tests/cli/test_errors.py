@@ -69,7 +69,10 @@ CASES = [
 
 @pytest.mark.parametrize("args, stdin, code, message", CASES, ids=[" ".join(c[0])[:40] for c in CASES])
 def test_bad_input_gets_one_clear_line_and_a_documented_exit(args, stdin, code, message, clean_env, files):
+    # Given a bad input from CASES (arguments, maybe stdin) and no AWS credentials anywhere
+    # When the real command runs on it
     result = run(args, clean_env, files, stdin)
+    # Then it exits with the case's code, and stderr names the thing in one line, no traceback
     assert result.returncode == code, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert message in result.stderr
@@ -105,9 +108,12 @@ HOLD_OUT = [
 
 @pytest.mark.parametrize("args, message", HOLD_OUT, ids=[" ".join(c[0])[:40] for c in HOLD_OUT])
 def test_a_bad_input_is_named_before_anything_reaches_aws(args, message, aws_looking_env, files):
+    # Given a line over 1,000 KiB, a good file, and credentials whose endpoint answers nothing
     (files / "big.jsonl").write_text(json.dumps({"blob": "x" * (1100 * 1024)}) + "\n")
     (files / "ok.jsonl").write_text('{"a": 1}\n')
+    # When the command runs on a bad input from HOLD_OUT
     result = run(args, aws_looking_env, files)
+    # Then it exits with EXIT_INPUT naming the input, and never tried to reach AWS
     assert result.returncode == EXIT_INPUT, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert "reach" not in result.stderr  # not "cannot reach AWS": the input was checked first
@@ -119,8 +125,9 @@ def test_put_reads_a_fifo_once_and_checks_its_first_line_before_aws(aws_looking_
     fifo = files / "rows.fifo"
     os.mkfifo(fifo)
     threading.Thread(target=lambda: fifo.write_text('{"a": 1}\n{"a": 2}\n'), daemon=True).start()
-    # When it is put, Then it does not hang on a second read, and gets as far as AWS (here: nothing answers)
+    # When it is put
     result = run(["put", "d1", "--producer", "a", str(fifo)], aws_looking_env, files)
+    # Then it does not hang on a second read, and gets as far as AWS (here: nothing answers)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "line" not in result.stderr.split("streamwatch:", 1)[-1][:40]  # no complaint about its lines
     # And a FIFO whose first line is not JSON is refused before AWS
@@ -132,11 +139,13 @@ def test_put_reads_a_fifo_once_and_checks_its_first_line_before_aws(aws_looking_
 
 
 def test_aws_errors_against_a_real_endpoint_name_the_missing_thing(moto_env, files, tmp_path):
-    # Given credentials and a moto server, When the bucket or the stack does not exist, Then one line says so
+    # Given credentials and a moto server
     env = {**os.environ, "PYTHONPATH": str(ROOT / "lambdas"), "STREAMWATCH_BUILD_CACHE": str(tmp_path / "c")}
     for key in [k for k in env if k.startswith("STREAMWATCH_RES_")]:
         env.pop(key)
+    # When the bucket or the stack does not exist
     result = run(["fetch", "d1", "--to", "out", "--bucket", "nope"], env, files)
+    # Then one line says so
     assert result.returncode == 2 and "bucket 'nope' does not exist in us-east-1" in result.stderr
     result = run(["status", "--stack", "Nope"], env, files)
     assert result.returncode == 2 and "stack 'Nope' not found in us-east-1" in result.stderr
@@ -144,16 +153,24 @@ def test_aws_errors_against_a_real_endpoint_name_the_missing_thing(moto_env, fil
 
 
 def test_debug_shows_the_traceback(clean_env, files):
+    # Given a trace file that does not exist
+    # When simulate runs on it with --debug before the command
     result = run(["--debug", "simulate", "missing.json"], clean_env, files)
+    # Then it exits 2 and shows the traceback
     assert result.returncode == 2 and "Traceback" in result.stderr
+    # And --debug after the command shows it too
     result = run(["simulate", "missing.json", "--debug"], clean_env, files)
     assert "Traceback" in result.stderr
 
 
 def test_an_unexpected_error_says_it_is_a_bug_and_ctrl_c_exits_130(monkeypatch, capsys):
+    # Given an error no one expected (a ZeroDivisionError)
+    # When it is explained
     message, code = explain(ZeroDivisionError("division by zero"))
+    # Then the message says it is a bug in streamwatch and points to --debug, with EXIT_BUG
     assert code == EXIT_BUG and "this is a bug in streamwatch" in message and "--debug" in message
 
+    # And a command interrupted by Ctrl-C exits with EXIT_INTERRUPTED
     def interrupted(args):
         raise KeyboardInterrupt
     monkeypatch.setattr("streamwatch.cli.cmd_settings", interrupted)
@@ -161,7 +178,11 @@ def test_an_unexpected_error_says_it_is_a_bug_and_ctrl_c_exits_130(monkeypatch, 
 
 
 def test_exit_codes_are_the_documented_ones():
+    # Given the exit codes for bad input, a bug and Ctrl-C
+    # When they are read
+    # Then they are 2, 3 and 130
     assert (EXIT_INPUT, EXIT_BUG, EXIT_INTERRUPTED) == (2, 3, 130)
+    # And docs/errors.md documents every exit code, 0 and 1 included
     doc = (ROOT / "docs" / "errors.md").read_text()
     for code in ("`0`", "`1`", "`2`", "`3`", "`130`"):
         assert code in doc

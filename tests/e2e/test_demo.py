@@ -46,9 +46,12 @@ def test_chaos_run_ends_exact_with_one_ready_per_dataset(mode, notifications):
 
 
 def test_a_producer_that_fails_ends_its_dataset_with_one_failed_and_no_ready():
+    # Given beta's producer code raising, with observer messages duplicated and PutEvents lost after declarations
     settings = Settings(buffer_interval_s=60, monitor_batch_size=20, monitor_batch_window_s=1)
+    # When the small scenario runs
     summary = run_demo(settings, scenario=SMALL_SCENARIO, speed=60, timeout_s=45, log=lambda s: None,
                        fail=("beta",), chaos=Chaos(duplicate_observer=0.6, publish_failures=0.3), live=False)
+    # Then beta ends with one Failed and no Ready, and alpha with one Ready
     assert summary["ok"], summary
     by = {d["dataset_id"]: d for d in summary["datasets"]}
     assert (by["beta"]["failed"], by["beta"]["ready"]) == (1, 0)
@@ -56,8 +59,11 @@ def test_a_producer_that_fails_ends_its_dataset_with_one_failed_and_no_ready():
 
 
 def test_windows_scenario_one_ready_per_hour_the_empty_one_included():
+    # Given an hourly rule, its third hour left empty, and observer messages duplicated
+    # When the windows scenario runs
     summary = run_demo(Settings(buffer_interval_s=300), scenario=SMALL_SCENARIO, windows=True, timeout_s=90,
                        log=lambda s: None, live=False, chaos=Chaos(duplicate_observer=0.5))
+    # Then each of the three hours has exactly one Ready, the empty one included, and none is amended
     assert summary["ok"], summary
     hourly = [d for d in summary["datasets"] if d["dataset_id"].startswith("hourly~")]
     assert len(hourly) == 3 and all(d["ready"] == 1 and d["amended"] == 0 for d in hourly)

@@ -16,12 +16,16 @@ pytestmark = pytest.mark.e2e
 
 
 def test_the_local_timing_keeps_the_stacks_invariants():
+    # Given the local run's Lambda timing
     timing = TIMING
+    # When its lease and visibility timeouts are set against the functions' timeouts
+    # Then the lease outlives the observer's timeout and each queue's visibility its function's
     assert timing.lease_s > timing.timeouts_s["observer"]
     assert all(timing.visibility_s[f] > timing.timeouts_s[f] for f in ("monitor", "observer"))
 
 
 def test_an_invocation_past_its_timeout_is_dead():
+    # Given a sandbox queue holding one message, and a handler that sleeps past a 0.2 s timeout then calls AWS
     with Sandbox(Settings(), speed=60, log=lambda s: None) as sb:
         sqs = sb.session.client("sqs")
         url = sqs.create_queue(QueueName="probe", Attributes={"VisibilityTimeout": "2"})["QueueUrl"]
@@ -37,6 +41,7 @@ def test_an_invocation_past_its_timeout_is_dead():
             return {"batchItemFailures": []}
         module = SimpleNamespace(handler=slow_handler, metrics=SimpleNamespace(clear_metrics=lambda: None))
         poller = Poller(sb, "probe", url, module, batch_size=1, window_s=0, duplicate=0.0, timeout_s=0.2)
+        # When the poller invokes it with that message
         poller._invoke(poller._gather())
         # Then its call after the timeout was refused, and its message was not deleted: it comes back
         assert refused and "ListTables" in refused[0]

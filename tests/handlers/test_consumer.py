@@ -14,6 +14,7 @@ from tests.conftest import drain, ready_event, sqs_event
 
 
 def test_consumer_writes_a_correct_manifest_and_success_marker_the_monitor_ignores(moto_env, context):
+    # Given 4 objects of d1 holding 10, 20, 30 and 40 records, counted by the monitor
     settings, local = moto_env()
     s3, bucket = boto3.client("s3"), local.resources.bucket
     bodies = {f"data/dataset=d1/part-{i}": b"".join(b'{"i":%d}\n' % j for j in range(10 * (i + 1)))
@@ -57,8 +58,9 @@ def test_a_consumer_that_fails_half_way_runs_again_on_its_retry(moto_env, contex
     monkeypatch.setattr(consumer, "write_manifest", dies)
     with pytest.raises(TimeoutError):
         consumer.handler(event, context)
-    # When Lambda retries it, Then it runs (no record of the failed run is kept) and writes the markers once
+    # When Lambda retries it
     monkeypatch.setattr(consumer, "write_manifest", real)
+    # Then it runs (no record of the failed run is kept) and writes the markers once
     assert consumer.handler(event, context)["objects"] == 1
     assert s3.get_object(Bucket=bucket, Key="data/dataset=d2/_SUCCESS")["Body"].read() == b""
     # And a Ready without an event_id (or anything else that is not a streamwatch event) is skipped alone, never

@@ -21,10 +21,13 @@ from tests.handlers.conftest import T0, deliver, land, land_records, published, 
 
 
 def test_stability_declares_once_after_the_quiet_window(moto_env, context, fake_clock):
+    # Given stability mode with a 400 s quiet window, and d1's 2 objects landed at T0
     settings, local = moto_env(Settings(mode="stability", min_quiet_s=400, buffer_interval_s=300))
     land(local, context, "d1", ["a", "b"], at=T0)
+    # When the observer runs d1's chain to its end
     fake_clock.t = T0 + 1
     run_observer(local, context, fake_clock)
+    # Then one Dataset Ready, with d1's counts, bucket and prefix, declared no sooner than the quiet window allows
     ready = published(local)
     assert [e["detail-type"] for e in ready] == ["Dataset Ready"]
     detail = ready[0]["detail"]
@@ -39,12 +42,15 @@ def test_stability_declares_once_after_the_quiet_window(moto_env, context, fake_
 
 
 def test_every_message_delivered_twice_still_one_ready(moto_env, context, fake_clock):
+    # Given stability mode, and d1's object notified twice (the chain's start may be sent twice)
     settings, local = moto_env(Settings(mode="stability", min_quiet_s=300, buffer_interval_s=300,
                                         decay="exponential"))
     land(local, context, "d1", ["a"], at=T0)
     land(local, context, "d1", ["a"], at=T0)  # the notification again: chain start may be re-sent
+    # When every observer message is delivered twice
     fake_clock.t = T0 + 1
     run_observer(local, context, fake_clock, duplicate=True)
+    # Then exactly one Dataset Ready
     assert [e["detail-type"] for e in published(local)] == ["Dataset Ready"]
 
 
@@ -62,6 +68,7 @@ def drive_until_a_delivery_fails(local, context, fake_clock) -> str:
 
 def test_crash_between_transition_and_publish_publishes_on_redelivery_once(moto_env, context, fake_clock,
                                                                           monkeypatch):
+    # Given d1's object, a 1 s publish lease, and a publish that crashes the first time, after the READY transition
     settings, local = moto_env(Settings(mode="stability", min_quiet_s=300, buffer_interval_s=300))
     monkeypatch.setenv("STREAMWATCH_PUBLISH_LEASE_S", "1")
     land(local, context, "d1", ["a"], at=T0)
@@ -75,8 +82,10 @@ def test_crash_between_transition_and_publish_publishes_on_redelivery_once(moto_
 
     monkeypatch.setattr(events, "publish", crash_once)
     store = Store(local.resources.table)
+    # When the chain runs until the declaring tick crashes
     fake_clock.t = T0 + 1
     failed_body = drive_until_a_delivery_fails(local, context, fake_clock)  # the declaring tick crashes
+    # Then d1 is READY but not published, its Ready still pending, and nothing is on the bus
     state = store.get_state("d1")
     assert state.status == "READY" and not state.published and "ready" in state.pending
     assert published(local) == []
@@ -93,6 +102,7 @@ def test_crash_between_transition_and_publish_publishes_on_redelivery_once(moto_
 
 
 def test_late_object_after_ready_is_announced_as_amended_once(moto_env, context, fake_clock):
+    # Given d1's Ready for its 2 objects
     settings, local = moto_env(Settings(mode="stability", min_quiet_s=300, buffer_interval_s=300))
     land(local, context, "d1", ["a", "b"], at=T0)
     fake_clock.t = T0 + 1
@@ -103,24 +113,31 @@ def test_late_object_after_ready_is_announced_as_amended_once(moto_env, context,
     land(local, context, "d1", ["late"], at=late)
     land(local, context, "d1", ["late"], at=late)
     run_observer(local, context, fake_clock, duplicate=True)
+    # Then one Dataset Amended with 3 objects, event_id d1:amended:3
     amended = published(local)
     assert [(e["detail-type"], e["detail"]["objects"], e["detail"]["event_id"]) for e in amended] == [
         ("Dataset Amended", 3, "d1:amended:3")]
 
 
 def test_hard_cap_ends_in_stalled(moto_env, context, fake_clock):
+    # Given stability mode wanting 10 objects, a 1,800 s cap on observation, and d1 with only one
     settings, local = moto_env(Settings(mode="stability", min_objects=10, max_observation_s=1800))
     land(local, context, "d1", ["only-one"], at=T0)
+    # When the observer runs d1's chain
     fake_clock.t = T0 + 1
     run_observer(local, context, fake_clock)
+    # Then one Dataset Stalled, with its one object and a reason naming the hard cap
     stalled = published(local)
     assert [e["detail-type"] for e in stalled] == ["Dataset Stalled"]
     assert stalled[0]["detail"]["objects"] == 1 and "hard cap" in stalled[0]["detail"]["reason"]
 
 
 def test_missing_state_item_is_a_failure_not_a_silent_drop(moto_env, context, fake_clock):
+    # Given a tick for a dataset that has no state item
     settings, local = moto_env()
     body = json.dumps({"dataset_id": "ghost", "tick": 0, "kind": "tick"})
+    # When it is delivered
+    # Then its delivery fails
     assert not deliver(body, context)
     # in a batch with other messages, only it is reported
     result = observer.handler(sqs_event([body, "{junk"], ids=["ghost-1", "junk"]), context)
@@ -128,18 +145,25 @@ def test_missing_state_item_is_a_failure_not_a_silent_drop(moto_env, context, fa
 
 
 def test_foreign_message_on_the_observer_queue_is_skipped(moto_env, context, fake_clock):
+    # Given a message that is not JSON and one whose dataset id is invalid
     settings, local = moto_env()
+    # When the observer handles them in one batch
+    # Then no message fails
     assert observer.handler(sqs_event(["{nope", json.dumps({"dataset_id": "a/b"})]), context) == {
         "batchItemFailures": []}
 
 
 def test_stale_tick_is_dropped_and_forks_no_second_chain(moto_env, context, fake_clock):
+    # Given d1's chain started, its tick 0 on the observer queue
     settings, local = moto_env(Settings(mode="stability"))
     land(local, context, "d1", ["a"], at=T0)
     fake_clock.t = T0 + 1
+    # When tick 0 is delivered
     first = drain(local.resources.observer_queue_url)[0]["Body"]
     observer.handler(sqs_event([first]), context)  # tick 0 -> 1, sends tick 1
+    # Then it sends tick 1
     assert len(drain(local.resources.observer_queue_url)) == 1
+    # And delivered again it is stale: it sends nothing, so no second chain
     observer.handler(sqs_event([first]), context)  # tick 0 again: stale
     assert drain(local.resources.observer_queue_url) == []
 
@@ -168,6 +192,7 @@ def test_records_mode_is_ready_as_soon_as_every_record_landed_duplicates_counted
     nudges = [b for b in messages if json.loads(b)["kind"] == "nudge"]
     assert nudges, messages
     assert deliver(nudges[0], context)
+    # Then one Dataset Ready by records: 3 records, each counted once though 2 landed twice
     ready = published(local)
     assert [e["detail-type"] for e in ready] == ["Dataset Ready"]
     d = ready[0]["detail"]
@@ -216,10 +241,13 @@ def test_overdue_once_under_duplicated_and_delayed_messages_then_ready_still_com
 
 
 def test_a_default_deadline_applies_to_unregistered_datasets(moto_env, context, fake_clock):
+    # Given a 900 s default deadline, a 3,600 s cap, and an unregistered dataset with 1 of the 5 objects it needs
     settings, local = moto_env(Settings(mode="stability", min_objects=5, deadline_s=900, max_observation_s=3600))
     land(local, context, "slow", ["a"], at=T0)
+    # When the observer runs its chain, every message delivered twice
     fake_clock.t = T0 + 1
     run_observer(local, context, fake_clock, duplicate=True)
+    # Then one Overdue, then one Stalled
     assert [e["detail-type"] for e in published(local)] == ["Dataset Overdue", "Dataset Stalled"]
 
 
@@ -232,19 +260,24 @@ def test_a_backlog_in_the_monitor_holds_the_stability_declaration(moto_env, cont
     monkeypatch.setattr("streamwatch.runtime.observer.Observer.backlog_s", lambda self: fake_clock.t - T0 + 5)
     outcomes = run_observer(local, context, fake_clock, expect_end=False, max_steps=15)
     assert published(local) == [] and store.get_state("d1").status == "OBSERVING" and outcomes
-    # When the monitor caught up, Then it declares
+    # When the monitor caught up
     monkeypatch.setattr("streamwatch.runtime.observer.Observer.backlog_s", lambda self: 0.0)
     run_observer(local, context, fake_clock)
+    # Then it declares
     assert [e["detail-type"] for e in published(local)] == ["Dataset Ready"]
 
 
 def test_backlog_is_measured_from_the_queue_and_the_monitors_batches(moto_env, context, fake_clock):
+    # Given the observer, and the notification queue drained of S3's test events
     from streamwatch.runtime.observer import Observer
     settings, local = moto_env()
     obs = Observer(settings, Resources.from_env(os.environ))
     store = Store(local.resources.table)
     drain(local.notification_queue_url)  # S3's test events
+    # When the backlog is measured with nothing waiting
+    # Then it is 0
     assert obs.backlog_s() == 0.0  # nothing waiting, nothing in flight
+    # And a waiting message is as old as the last batch's oldest, or infinitely old before any batch ended
     sqs = boto3.client("sqs")
     sqs.send_message(QueueUrl=local.notification_queue_url, MessageBody="{}")
     assert obs.backlog_s() == float("inf")  # waiting, and the monitor never finished a batch
@@ -297,6 +330,7 @@ def test_a_putevents_client_error_is_counted_as_not_published_and_retried(moto_e
             raise errors.pop(0)
         return real_put(**kwargs)
     monkeypatch.setattr(client, "put_events", failing_put)
+    # When the chain runs, each failed delivery handed out again, a publish lease apart
     fake_clock.t = T0 + 1
     failures = 0
     for _ in range(200):
@@ -326,7 +360,8 @@ def test_every_write_after_a_claim_is_fenced_on_its_lease(moto_env, context, fak
     second = first + 60
     assert store.renew_lease("d1", "ready", first, second)
     assert not store.renew_lease("d1", "ready", first, second + 1)  # the old token cannot renew again
-    # When the first publisher comes back and records its event as sent, Then it is refused
+    # When the first publisher comes back and records its event as sent
+    # Then it is refused
     assert not store.mark_sent("d1", "ready", lease=first, objects=1)
     assert store.get_state("d1").pending == {"ready": pytest.approx(second, abs=1e-3)}  # stored to the ms
     assert not store.get_state("d1").published
@@ -348,17 +383,19 @@ def test_a_publisher_with_too_little_left_lets_the_next_holder_publish(moto_env,
         monkeypatch.setattr(observing.Observer, "_lease", lambda self: real_lease(self) - 0.8)
     else:
         monkeypatch.setattr(context, "get_remaining_time_in_millis", lambda: 100, raising=False)
+    # When the chain runs until it declares
     fake_clock.t = T0 + 1
     outcomes = run_observer(local, context, fake_clock, max_steps=50, expect_end=False, until=T0 + 3000)
     # Then it claimed the Ready but published nothing: it sent itself a check for when its lease ends
     state = Store(local.resources.table).get_state("d1")
     assert state.status == "READY" and "ready" in state.pending and published(local) == []
     assert outcomes and all(o == "ok" for o in outcomes)
-    # When that check comes after the lease, with a full lease of its own, Then it publishes, once
+    # When that check comes after the lease, with a full lease of its own
     monkeypatch.setattr(observing.Observer, "_lease", real_lease)
     monkeypatch.setattr(context, "get_remaining_time_in_millis", lambda: 30_000, raising=False)
     fake_clock.wall_t += 3600  # the lease is over
     run_observer(local, context, fake_clock)
+    # Then it publishes, once
     assert [e["detail-type"] for e in published(local)] == ["Dataset Ready"]
     assert Store(local.resources.table).get_state("d1").published
 

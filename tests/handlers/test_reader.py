@@ -50,11 +50,14 @@ def test_transient_errors_and_broken_streams_are_retried_until_they_succeed(endp
 
 
 def test_permanent_errors_are_reported_and_the_rest_still_downloaded(endpoint, tmp_path):
+    # Given a 404, a 403, and a body that breaks on every attempt, among the 20 objects
     endpoint.fail(f"{PREFIX}part-05", "404")
     endpoint.fail(f"{PREFIX}part-06", "403")
     endpoint.fail(f"{PREFIX}part-07", *["broken"] * 10)  # never gets through
+    # When the dataset is fetched, 3 attempts an object
     report = DatasetReader(concurrency=8, endpoint_url=endpoint.url, max_attempts=3, processes=1).fetch(
         "bkt", PREFIX, to_dir=tmp_path)
+    # Then exactly those 3 fail, each with its error, the 404 after one attempt and the broken body after 3
     failed = {r.key.rsplit("/", 1)[1]: r for r in report.failed}
     assert set(failed) == {"part-05", "part-06", "part-07"}
     assert failed["part-05"].error.startswith("NoSuchKey") and failed["part-05"].attempts == 1
@@ -67,30 +70,39 @@ def test_permanent_errors_are_reported_and_the_rest_still_downloaded(endpoint, t
 
 
 def test_concurrency_bound_is_respected(tmp_path):
+    # Given 48 objects behind an endpoint that takes 50 ms a request
     with S3Endpoint(latency_s=0.05) as ep:
         for i in range(48):
             ep.put("bkt", f"{PREFIX}o{i}", b"x" * 1000)
+        # When they are fetched with concurrency 6
         report = DatasetReader(concurrency=6, endpoint_url=ep.url).fetch("bkt", PREFIX, to_dir=tmp_path)
+        # Then all arrive, never more than 6 requests in flight
         assert report.complete
         assert 3 <= ep.max_in_flight <= 6
 
 
 def test_listing_is_paginated(tmp_path):
+    # Given 1,205 objects, more than a listing page holds
     with S3Endpoint() as ep:
         for i in range(1205):
             ep.put("bkt", f"{PREFIX}k{i:05d}", b"z")
+        # When a reader lists their prefix
         reader = DatasetReader(concurrency=16, endpoint_url=ep.url)
+        # Then it finds all 1,205
         assert len(reader.list("bkt", PREFIX)) == 1205
 
 
 def test_listing_has_s3_prefix_semantics_and_resumes_after_a_failed_page(tmp_path):
+    # Given 1,205 objects under d1's prefix, one under d10's and one outside both
     with S3Endpoint() as ep:
         for i in range(1205):
             ep.put("bkt", f"{PREFIX}k{i:05d}", b"z")
         ep.put("bkt", "data/dataset=d10/k", b"z")
         ep.put("bkt", "data/other", b"z")
+        # When a reader that does not wait between retries lists them
         reader = DatasetReader(endpoint_url=ep.url)
         reader.sleep = lambda s: None
+        # Then its listings are S3's, a failed page retried:
         # a prefix that is not a whole path segment matches as in S3 (obstore itself lists whole segments)
         assert [o.key for o in reader.list("bkt", "data/dataset=d1")][-1] == "data/dataset=d10/k"
         assert [o.key for o in reader.list("bkt", f"{PREFIX}k0000")] == [f"{PREFIX}k{i:05d}" for i in range(10)]
@@ -99,6 +111,7 @@ def test_listing_has_s3_prefix_semantics_and_resumes_after_a_failed_page(tmp_pat
         ep.fail("", "ok", "503", "broken")  # "ok" is no fault: the first page goes through
         assert reader.list("bkt", "") == listed and len(listed) == 1207
         assert all(o.size == 1 and o.etag.startswith('"') for o in listed)
+        # And a listing that keeps failing is the fetch's listing error, the fetch not complete
         ep.fail("", *["503"] * 5)
         report = reader.fetch("bkt", PREFIX, to_dir=tmp_path)
         assert report.listing_error.startswith("SlowDown") and not report.complete
@@ -122,7 +135,10 @@ def large():
 
 
 def test_large_objects_are_fetched_in_parallel_ranges_into_whole_files(large, tmp_path):
+    # Given objects of 1 MiB and more, a small one, and a reader taking 64 KiB ranges from 128 KiB up
+    # When the dataset is fetched
     report = large_reader(large).fetch("bkt", PREFIX, to_dir=tmp_path)
+    # Then every file is whole
     assert report.complete
     assert files_in(tmp_path) == {k[len(PREFIX):]: v for k, v in large.objects["bkt"].items()}
     # 17 ranges of 64 KiB (the last one short), no whole-object GET; the small object in one plain GET
@@ -135,9 +151,12 @@ def test_large_objects_are_fetched_in_parallel_ranges_into_whole_files(large, tm
 
 
 def test_a_range_whose_body_breaks_is_resumed_where_it_broke(large, tmp_path):
+    # Given big-1 whose body breaks twice, with a 503 between
     key = f"{PREFIX}big-1"
     large.fail(key, "broken", "503", "broken")
+    # When the dataset is fetched
     report = large_reader(large).fetch("bkt", PREFIX, to_dir=tmp_path)
+    # Then big-1 is whole, after 4 attempts
     assert report.complete
     assert (tmp_path / "big-1").read_bytes() == large.objects["bkt"][key]
     result = next(r for r in report.results if r.key == key)
@@ -149,9 +168,12 @@ def test_a_range_whose_body_breaks_is_resumed_where_it_broke(large, tmp_path):
 
 @pytest.mark.parametrize("fault", ["403", "broken"])
 def test_a_large_object_that_fails_leaves_no_file_and_no_temp_file(large, tmp_path, fault):
+    # Given every request for big-0 failing with the fault: a 403, or a body that breaks
     key = f"{PREFIX}big-0"
     large.fail(key, *[fault] * 20)  # every request of this object fails (3 attempts per part at most)
+    # When the dataset is fetched, 3 attempts a part
     report = large_reader(large, max_attempts=3).fetch("bkt", PREFIX, to_dir=tmp_path)
+    # Then only big-0 fails, with the fault's error, and neither it nor a .part file of it is left
     failed = {r.key: r for r in report.failed}
     assert set(failed) == {key}
     assert failed[key].error.startswith("AccessDenied" if fault == "403" else "IncompleteRead")
@@ -159,11 +181,14 @@ def test_a_large_object_that_fails_leaves_no_file_and_no_temp_file(large, tmp_pa
 
 
 def test_an_object_changed_since_the_listing_is_reported_not_retried(large, tmp_path):
+    # Given the prefix listed, then big-0 (large) and small replaced
     reader = large_reader(large)
     objects = reader.list("bkt", PREFIX)
     large.put("bkt", f"{PREFIX}big-0", b"new" * 100_000)  # a large one and a small one are replaced
     large.put("bkt", f"{PREFIX}small", b"new")
+    # When the listed objects are fetched
     report = reader.fetch("bkt", PREFIX, objects=objects, to_dir=tmp_path)
+    # Then both replaced ones fail as PreconditionFailed after one attempt, and only the others are written
     failed = {r.key: r for r in report.failed}
     assert set(failed) == {f"{PREFIX}big-0", f"{PREFIX}small"}
     assert all(r.error.startswith("PreconditionFailed") and r.attempts == 1 for r in failed.values())
@@ -171,36 +196,47 @@ def test_an_object_changed_since_the_listing_is_reported_not_retried(large, tmp_
 
 
 def test_custom_sinks_get_large_objects_in_order_in_one_stream(large):
+    # Given a large object of 50,000 lines
     large.put("bkt", f"{PREFIX}lines", b"".join(b'{"i":%d}\n' % i for i in range(50_000)))
+    # When the dataset is fetched into a line-counting sink per object
     report = large_reader(large).fetch("bkt", PREFIX, sink_factory=lambda key: LineCountSink())
+    # Then the sink counts all 50,000 lines, and no range was asked for
     assert report.complete and {r.key: r.records for r in report.results}[f"{PREFIX}lines"] == 50_000
     assert not large.ranges  # a sink that cannot take pieces at offsets gets one GET per object
 
 
 # --- stream_object: the monitor's path to one object's bytes ---------------------------------------------------------
 def test_stream_object_yields_the_stored_bytes_gzip_included(monkeypatch):
+    # Given an object of 20,000 lines, a gzip copy stored with Content-Encoding gzip, and an empty object
     lines = b"".join(b'{"n":%d}\n' % i for i in range(20_000))
     with S3Endpoint() as ep:
         ep.put("bkt", "plain", lines)
         ep.put("bkt", "gz", gzip.compress(lines), headers={"Content-Encoding": "gzip"})
         ep.put("bkt", "empty", b"")
         monkeypatch.setenv("AWS_ENDPOINT_URL", ep.url)  # resolved as boto3 resolves it
+        # When the plain one is streamed in 64 KiB chunks
         chunks = list(stream_object("bkt", "plain", chunk_size=64 * 1024))
+        # Then the chunks are its bytes, each at least 64 KiB but the last
         assert b"".join(chunks) == lines and len(chunks) > 1
         assert all(len(c) >= 64 * 1024 for c in chunks[:-1]) and all(type(c) is bytes for c in chunks)
+        # And the gzip one comes as stored, not inflated, and the empty one as nothing
         raw = b"".join(stream_object("bkt", "gz"))  # not inflated on the way: the caller does that
         assert raw == ep.objects["bkt"]["gz"] and raw[:2] == b"\x1f\x8b" and gzip.decompress(raw) == lines
         assert b"".join(stream_object("bkt", "empty")) == b""
 
 
 def test_stream_object_retries_and_resumes_a_broken_body_then_gives_up_on_permanent_errors():
+    # Given an object of 300,000 bytes whose requests fail with a 503, a broken body, a 500 and a broken body
     body = os.urandom(300_000)
     with S3Endpoint() as ep:
         ep.put("bkt", "k", body)
         ep.fail("k", "503", "broken", "500", "broken")
+        # When it is streamed
         got = b"".join(stream_object("bkt", "k", chunk_size=16 * 1024, endpoint_url=ep.url, sleep=lambda s: None))
+        # Then it arrives whole in 5 requests, resumed where it broke
         assert got == body and ep.requests["k"] == 5
         assert ep.ranges["k"] and all(start > 0 for start, _ in ep.ranges["k"])  # resumed, not restarted
+        # And a missing key raises NoSuchKey after one attempt, a throttled one SlowDown after its 3
         with pytest.raises(ReadError) as missing:
             list(stream_object("bkt", "nope", endpoint_url=ep.url))
         assert missing.value.code == "NoSuchKey" and missing.value.attempts == 1 and ep.requests["nope"] == 1
@@ -219,12 +255,15 @@ def test_stream_object_retries_and_resumes_a_broken_body_then_gives_up_on_perman
 
 
 def test_fetch_cli_reports_failures_and_exits_non_zero(endpoint, tmp_path):
+    # Given part-09 missing (a 404)
     endpoint.fail(f"{PREFIX}part-09", "404")
+    # When streamwatch fetch runs against the endpoint with --json
     out = subprocess.run([sys.executable, "-m", "streamwatch", "fetch", "d1", "--bucket", "bkt", "--to",
                           str(tmp_path), "--endpoint-url", endpoint.url, "--json"], capture_output=True, text=True,
                          cwd=ROOT, env={"PYTHONPATH": str(ROOT / "lambdas"), "PATH": "/usr/bin:/bin",
                                         "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
                                         "AWS_DEFAULT_REGION": "us-east-1"}, timeout=120)
+    # Then it exits 1, its summary has 19 ok and part-09 failed, and stderr shows the progress bar
     assert out.returncode == 1
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary["ok"] == 19 and [f["key"] for f in summary["failed"]] == [f"{PREFIX}part-09"]
@@ -233,9 +272,12 @@ def test_fetch_cli_reports_failures_and_exits_non_zero(endpoint, tmp_path):
 
 
 def test_credentials_come_from_the_environment_else_from_boto3s_chain(tmp_path, monkeypatch):
+    # Given the credentials in the environment (conftest's)
     with S3Endpoint() as ep:
         ep.put("bkt", "k", b"x")
+        # When an object is streamed
         assert b"".join(stream_object("bkt", "k", endpoint_url=ep.url)) == b"x"
+        # Then its request is signed with them
         assert "Credential=testing/" in ep.last_headers["authorization"]  # conftest's AWS_ACCESS_KEY_ID
         # none in the environment: a profile, as boto3 would find it
         for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):

@@ -28,8 +28,13 @@ def test_a_filter_fires_only_as_written_for_the_encoded_key(moto_env, value, fir
 
 
 def test_filters_hold_only_characters_that_read_the_same_encoded():
+    # Given a key with characters S3 encodes in notification keys ('=', ' ', parentheses)
+    # When it is encoded
+    # Then it reads as S3 writes it
     assert s3_url_encode("data/dataset=a b/(1)") == "data/dataset%3Da+b/%281%29"
+    # And a filter prefix is cut back to the last '/' before the first such character
     assert filter_prefix("data/dataset=") == "data/" and filter_prefix("logs/") == "logs/"
     assert filter_prefix("my data/x/") == "" and filter_prefix("a/b:c/") == "a/"
+    # And the filters for several prefixes are those prefixes cut back, without repeats
     assert notification_filters(["data/dataset=", "errors/", "data/other="]) == ["data/", "errors/"]
     assert notification_filters(["x y/", "errors/"]) == [""]  # the whole bucket, alone (no overlap)

@@ -24,6 +24,7 @@ def close(context, fake_clock, at: float, times: int = 1) -> list[str]:
 
 
 def test_an_empty_window_gets_exactly_one_ready_under_duplicated_schedules(moto_env, context, fake_clock):
+    # Given an hourly window rule that emits empty windows, and the schedule's first run at 10:00:05
     settings, local = moto_env(HOURLY)
     drain(local.notification_queue_url)  # S3's test events: no backlog
     assert close(context, fake_clock, T0 + 5) == []  # the first run: watching from now, nothing before it
@@ -45,6 +46,7 @@ def test_an_empty_window_gets_exactly_one_ready_under_duplicated_schedules(moto_
 
 def test_a_window_with_objects_is_ready_after_its_grace_and_a_late_object_is_one_amended(moto_env, context,
                                                                                        fake_clock):
+    # Given the hourly rule watching from 10:00, and two objects of the 10:00 hour, the last landing at 11:01:10
     settings, local = moto_env(HOURLY)
     b = local.resources.bucket
 
@@ -57,9 +59,11 @@ def test_a_window_with_objects_is_ready_after_its_grace_and_a_late_object_is_one
     close(context, fake_clock, T0)
     land_at("a", T0 + 100)
     land_at("b", T0 + 3600 + 70)  # the hour's last buffer lands after the hour (arrival-time prefix)
+    # When the schedule fires after the hour and the observer runs, every message delivered twice
     fake_clock.t = T0 + 3600 + 71
     close(context, fake_clock, T0 + 3600 + 71)
     run_observer(local, context, fake_clock, duplicate=True)
+    # Then one Ready with both objects
     ready = published(local)
     assert [(e["detail-type"], e["detail"]["objects"]) for e in ready] == [("Dataset Ready", 2)]
     # a delivery retry far later than the grace: announced, once
@@ -70,11 +74,14 @@ def test_a_window_with_objects_is_ready_after_its_grace_and_a_late_object_is_one
 
 
 def test_the_heartbeat_names_the_stalest_chain(moto_env, context, fake_clock):
+    # Given a stability chain for quiet-one that stopped after one tick
     settings, local = moto_env(Settings(mode="stability"))
     land(local, context, "quiet-one", ["a"], at=T0)
     fake_clock.t = T0 + 1
     run_observer(local, context, fake_clock, max_steps=1, expect_end=False)  # one tick, then its chain "dies"
+    # When the heartbeat runs 5,000 s later
     fake_clock.t = T0 + 5000
     beat = scheduler.handler({"action": "heartbeat"}, context)
+    # Then it names quiet-one, the one chain observing, as the stalest, silent at least 4,900 s, still OBSERVING
     assert beat["observing"] == 1 and beat["stalest"] == "quiet-one" and beat["silence_s"] >= 4900
     assert Store(local.resources.table).get_state("quiet-one").status == "OBSERVING"

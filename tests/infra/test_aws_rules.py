@@ -16,8 +16,10 @@ from tests.infra.conftest import APPS
 @pytest.mark.parametrize("app", list(APPS))
 @pytest.mark.parametrize("name", list(RULES))
 def test_every_template_follows_the_rule(synthesized, app, name):
-    # Given a template as synthesized, When the rule is checked, Then it holds
+    # Given a template as synthesized, for each app and each rule
     rule = RULES[name]
+    # When the rule is checked
+    # Then it holds
     assert rule.check(synthesized[app].template) == [], f"{rule.says} ({rule.source})"
 
 
@@ -80,15 +82,19 @@ FLIPS = {
 
 
 def test_every_rule_has_its_defect_to_flip_back():
+    # Given the defects to put back, one per rule name
+    # When their names are compared with the rules'
+    # Then every rule has its defect, and every defect its rule
     assert set(FLIPS) == set(RULES)
 
 
 @pytest.mark.parametrize("name", list(FLIPS))
 def test_each_rule_catches_its_defect(synthesized, name):
-    # Given a copy of a template with the defect the rule was written for put back
+    # Given a copy of a template that the rule passes
     app, flip = FLIPS[name]
     template = copy.deepcopy(synthesized[app].template)
     assert RULES[name].check(template) == []
+    # When the defect the rule was written for is put back on it
     flip(template)
     # Then the rule reports it
     assert RULES[name].check(template), name

@@ -58,7 +58,10 @@ def policy_statements_of(resources, function_logical_id):
 
 
 def test_observer_may_loop_through_its_own_queue(resources):
+    # Given the stack synthesized with CUSTOM settings
+    # When its functions' RecursiveLoop settings are read
     (obs_id, observer), = function_named(resources, "observer")
+    # Then only the observer's allows a loop, and the observer may send to its queue
     assert observer["Properties"]["RecursiveLoop"] == "Allow"
     for fid, fn in of_type(resources, "AWS::Lambda::Function").items():
         if fid != obs_id:
@@ -67,7 +70,10 @@ def test_observer_may_loop_through_its_own_queue(resources):
 
 
 def test_sqs_consumers_report_partial_batch_failures_and_batch_per_settings(resources):
+    # Given the stack synthesized with CUSTOM settings (monitor batches of 500, a 7 s window)
+    # When its event source mappings are read
     mappings = of_type(resources, "AWS::Lambda::EventSourceMapping")
+    # Then there are two, both report partial batch failures, and the monitor's batch as set
     assert len(mappings) == 2
     for m in mappings.values():
         assert m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
@@ -78,10 +84,13 @@ def test_sqs_consumers_report_partial_batch_failures_and_batch_per_settings(reso
 
 
 def test_every_work_queue_has_a_dlq_and_enforces_tls(resources):
+    # Given the stack's queues
     queues = of_type(resources, "AWS::SQS::Queue")
     dlq_ids = {q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
                for q in queues.values() if "RedrivePolicy" in q["Properties"]}
+    # When the work queues are told from the DLQs they redrive into
     work = [k for k in queues if k not in dlq_ids]
+    # Then every work queue (4 or more) redrives after 5 receives, and every queue is encrypted and denies non-TLS
     assert len(work) >= 4  # notifications, observer ticks, consumer and webhook failures
     for k in work:
         assert queues[k]["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 5, k
@@ -95,14 +104,20 @@ def test_every_work_queue_has_a_dlq_and_enforces_tls(resources):
 
 
 def test_a_created_bucket_notifies_the_queue_directly_for_each_watched_prefix(template):
+    # Given the stack's bucket, watched for CUSTOM's two rules and Firehose's error output
+    # When its notification configuration is read
     config = template.find_resources("Custom::S3BucketNotifications")
     (props,) = [v["Properties"]["NotificationConfiguration"] for v in config.values()]
     filters = sorted(q["Filter"]["Key"]["FilterRules"][0]["Value"] for q in props["QueueConfigurations"])
+    # Then it sends ObjectCreated straight to the queue for data/, errors/ and hourly/, each filter cut before '='
     assert filters == ["data/", "errors/", "hourly/"]  # cut before "=": S3 matches filters on encoded keys
     assert {e for q in props["QueueConfigurations"] for e in q["Events"]} == {"s3:ObjectCreated:*"}
 
 
 def test_the_stream_partitions_by_the_first_rule_deaggregates_and_buffers_per_settings(template):
+    # Given the stack synthesized with CUSTOM settings (buffers of 120 s and 100 MiB)
+    # When its delivery stream is looked for
+    # Then it partitions by the first rule's dataset_id, deaggregates JSON, appends a delimiter and buffers as set
     template.has_resource_properties("AWS::KinesisFirehose::DeliveryStream", {
         "DeliveryStreamEncryptionConfigurationInput": {"KeyType": "AWS_OWNED_CMK"},
         "ExtendedS3DestinationConfiguration": Match.object_like({
@@ -120,6 +135,9 @@ def test_the_stream_partitions_by_the_first_rule_deaggregates_and_buffers_per_se
 
 
 def test_state_table_is_on_demand_recoverable_expiring_and_listable_by_day(template):
+    # Given the stack synthesized
+    # When its table is looked for
+    # Then it is on demand, point-in-time recoverable, expiring on expires_at, encrypted, with the by_day index
     template.has_resource_properties("AWS::DynamoDB::Table", {
         "BillingMode": "PAY_PER_REQUEST",
         "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
@@ -130,8 +148,11 @@ def test_state_table_is_on_demand_recoverable_expiring_and_listable_by_day(templ
 
 
 def test_functions_use_the_runtime_asset_the_layers_tracing_and_the_settings_env(resources):
+    # Given the stack synthesized with CUSTOM settings (records mode)
+    # When its streamwatch functions are read
     ours = [fn for fn in of_type(resources, "AWS::Lambda::Function").values()
             if fn["Properties"].get("Handler", "").startswith("streamwatch.")]
+    # Then there are 6, each on python3.14, traced, logging JSON, with Powertools' layer and the settings
     assert len(ours) == 6  # producer, starter, monitor, observer, scheduler, example consumer
     for fn in ours:
         p = fn["Properties"]
@@ -144,21 +165,27 @@ def test_functions_use_the_runtime_asset_the_layers_tracing_and_the_settings_env
         assert Settings.from_env({k: v for k, v in env.items() if isinstance(v, str)}) == CUSTOM.with_(
             pack_records=True, notifications="s3", callback_url="")
         assert "hooks.example.com" not in json.dumps(env)
+    # And the monitor and the consumer get the dependency layer as well
     for handler in ("monitor", "consumer"):  # they read objects through obstore: the dependency layer
         (_, fn), = function_named(resources, handler)
         assert len(fn["Properties"]["Layers"]) == 2
 
 
 def test_least_privilege(resources):
+    # Given the stack's observer, monitor and producer functions
     (obs_id, _), = function_named(resources, "observer")
     (mon_id, _), = function_named(resources, "monitor")
     producers = [k for k, _ in function_named(resources, "producer")]
+    # When the actions their roles allow are read
     observer = actions(policy_statements_of(resources, obs_id))
+    # Then the observer has no S3 or Firehose action, and may put events and read queue attributes
     assert not any(a.startswith(("s3:", "firehose:")) for a in observer)
     assert {"events:PutEvents", "sqs:GetQueueAttributes"} <= observer
+    # And the monitor has no Firehose action and writes no object
     monitor = actions(policy_statements_of(resources, mon_id))
     assert not any(a.startswith("firehose:") for a in monitor)
     assert not any(a.startswith("s3:Put") or a.startswith("s3:Delete") for a in monitor)
+    # And the producers have no S3 action, may put to Firehose, and neither delete from nor scan the table
     for pid in producers:
         assert not any(a.startswith("s3:") for a in actions(policy_statements_of(resources, pid)))
     producer_actions = actions(policy_statements_of(resources, producers[0]) +
@@ -168,9 +195,13 @@ def test_least_privilege(resources):
 
 
 def test_callback_url_posts_every_event_through_an_api_destination(template):
+    # Given the stack synthesized with CUSTOM's callback URL
+    # When its EventBridge resources are looked for
+    # Then an API destination POSTs to the URL through an API-key connection
     template.has_resource_properties("AWS::Events::ApiDestination", {
         "InvocationEndpoint": "https://hooks.example.com/streamwatch", "HttpMethod": "POST"})
     template.has_resource_properties("AWS::Events::Connection", {"AuthorizationType": "API_KEY"})
+    # And a rule sends it every streamwatch event, retried for up to a day, with a DLQ
     template.has_resource_properties("AWS::Events::Rule", {
         "EventPattern": {"source": ["streamwatch"], "detail-type": ["Dataset Ready", "Dataset Amended",
                                                                     "Dataset Stalled", "Dataset Failed",
@@ -181,11 +212,15 @@ def test_callback_url_posts_every_event_through_an_api_destination(template):
 
 
 def test_example_consumer_gets_ready_events_and_writes_only_its_markers(resources, template):
+    # Given the stack's example consumer
     (cid, _), = function_named(resources, "consumer")
+    # When its rule and its role are looked for
+    # Then the rule sends it Dataset Ready only, with retries and a DLQ
     template.has_resource_properties("AWS::Events::Rule", {
         "EventPattern": {"source": ["streamwatch"], "detail-type": ["Dataset Ready"]},
         "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [cid, "Arn"]}, "DeadLetterConfig": Match.any_value(),
                                        "RetryPolicy": Match.object_like({"MaximumRetryAttempts": 4})})]})
+    # And its role writes only _manifest.json and _SUCCESS, nothing under data/
     writes = [s for s in policy_statements_of(resources, cid) if any(
         a.startswith("s3:PutObject") for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))]
     written = json.dumps([s["Resource"] for s in writes])
@@ -193,10 +228,13 @@ def test_example_consumer_gets_ready_events_and_writes_only_its_markers(resource
 
 
 def test_window_rules_get_a_schedule_and_the_heartbeat_runs(resources):
+    # Given the stack synthesized with CUSTOM's hourly window rule
     (sched_id, _), = function_named(resources, "scheduler")
+    # When its scheduled rules are read
     rules = [r["Properties"] for r in of_type(resources, "AWS::Events::Rule").values()
              if "ScheduleExpression" in r["Properties"]]
     by_input = {json.loads(r["Targets"][0]["Input"])["action"]: r["ScheduleExpression"] for r in rules}
+    # Then an hourly cron closes windows and a heartbeat runs every 5 minutes, both on the scheduler
     assert by_input == {"close_windows": "cron(0 * * * ? *)", "heartbeat": "rate(5 minutes)"}
     assert all(r["Targets"][0]["Arn"] == {"Fn::GetAtt": [sched_id, "Arn"]} for r in rules)
 
@@ -237,8 +275,11 @@ def metric_of(alarm: dict) -> str:
 ])
 def test_each_alarm_watches_its_metric_at_the_threshold_from_settings_and_notifies(resources, name, metric,
                                                                                     threshold, operator):
+    # Given the alarm the parameter names, in the stack synthesized with CUSTOM settings and an alarm e-mail
     alarm = alarms(resources)[f"Test-Watch-{name}"]
+    # When its expected threshold is found: a constant, or derived from CUSTOM by alarm_thresholds
     expected = alarm_thresholds(CUSTOM)[threshold] if isinstance(threshold, str) else threshold
+    # Then it watches its metric at that threshold, compares as given, and notifies the topic
     assert metric_of(alarm) == metric and alarm["Threshold"] == expected
     assert alarm["ComparisonOperator"].startswith(operator)
     topic = next(k for k, v in resources.items() if v["Type"] == "AWS::SNS::Topic")
@@ -246,26 +287,38 @@ def test_each_alarm_watches_its_metric_at_the_threshold_from_settings_and_notifi
 
 
 def test_thresholds_follow_the_settings():
+    # Given buffer intervals of 120 s and 600 s
+    # When the alarm thresholds are derived from them
+    # Then data freshness alarms past twice the interval, the notifications' age past half the quiet window
     assert alarm_thresholds(Settings(buffer_interval_s=120))["data_freshness_s"] == 240
     assert alarm_thresholds(Settings(buffer_interval_s=600))["notification_age_s"] == Settings(
         buffer_interval_s=600).quiet_s // 2
 
 
 def test_one_dashboard_with_a_row_per_stage(template):
+    # Given the stack synthesized with CUSTOM settings
+    # When its one dashboard is read
     (dashboard,) = template.find_resources("AWS::CloudWatch::Dashboard").values()
     body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    # Then its body names every stage: Ingest, Count, Observe and Notify
     for stage in ("Ingest", "Count", "Observe", "Notify"):
         assert stage in body
 
 
 def test_outputs_tell_clients_where_everything_is(template):
+    # Given the stack synthesized
+    # When its outputs are read
     outputs = template.to_json()["Outputs"]
+    # Then they say where the bucket, stream, table, queues, event bus and settings are
     assert {"Bucket", "Stream", "Table", "ObserverQueue", "NotificationQueue", "EventBus", "Settings",
             "Queues"} <= set(outputs)
 
 
 def test_defaults_no_webhook_no_topic_alarms_still_there():
+    # Given default settings: no webhook, no alarm e-mail
+    # When the stack is synthesized
     template = synth(Settings())
+    # Then it has no API destination and no topic, but over 20 alarms, and the default buffers (300 s, 64 MiB)
     template.resource_count_is("AWS::Events::ApiDestination", 0)
     template.resource_count_is("AWS::SNS::Topic", 0)
     assert len(template.find_resources("AWS::CloudWatch::Alarm")) > 20
@@ -283,19 +336,24 @@ def test_defaults_no_webhook_no_topic_alarms_still_there():
     ({"datasets": '["raw/"]'}, "the pattern has no field"),
 ])
 def test_bad_settings_fail_synth_naming_the_setting_and_range(context, message):
-    # Given a bad -c value, When the app runs as `cdk synth` runs it, Then it exits non-zero with the message
+    # Given a bad -c value (the parameter)
     env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": "/tmp/streamwatch-bad-synth"}
+    # When the app runs as `cdk synth` runs it
     result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=120)
+    # Then it exits non-zero with the message, no traceback
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
 def test_security_gate_fails_synth_on_an_unacknowledged_finding(tmp_path):
+    # Given an app with the security gate registered, and a bare bucket whose findings no one acknowledged
     from aws_cdk import aws_s3 as s3
     app = cdk.App(outdir=str(tmp_path))
     register_nag(app)
     stack = cdk.Stack(app, "Bad")
     s3.Bucket(stack, "Open")
+    # When it is synthesized
+    # Then synth fails naming the finding, AwsSolutions-S10
     with pytest.raises(RuntimeError, match="AwsSolutions-S10"):
         app.synth()

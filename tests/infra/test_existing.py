@@ -49,17 +49,25 @@ def theirs() -> tuple[Template, Streamwatch]:
 
 
 def test_nothing_they_passed_is_created(theirs):
+    # Given the construct on their bucket, their stream and their bus
     template, watch = theirs
+    # When its template's resources are counted
+    # Then it creates no bucket, no stream and no bus
     for kind in ("AWS::S3::Bucket", "AWS::KinesisFirehose::DeliveryStream", "AWS::Events::EventBus"):
         template.resource_count_is(kind, 0)
+    # And it is notified through EventBridge, and packs no records
     assert watch.settings.notifications == "eventbridge" and watch.settings.pack_records is False
 
 
 def test_their_bucket_notifies_through_eventbridge_for_the_watched_prefixes(theirs):
+    # Given the construct on their bucket
     template, watch = theirs
+    # When its bucket notifications are looked for
+    # Then their bucket sends its events to EventBridge, the configuration not managed
     template.has_resource_properties("Custom::S3BucketNotifications", {
         "BucketName": "their-bucket", "NotificationConfiguration": {"EventBridgeConfiguration": {}},
         "Managed": False})
+    # And a rule sends their bucket's Object Created under errors/ and orders/ to the queue, with a DLQ
     queue = watch.node.find_child("Notifications").node.find_child("Queue").node.default_child
     template.has_resource_properties("AWS::Events::Rule", {
         "EventPattern": {"source": ["aws.s3"], "detail-type": ["Object Created"],
@@ -70,48 +78,66 @@ def test_their_bucket_notifies_through_eventbridge_for_the_watched_prefixes(thei
 
 
 def test_producers_may_put_to_their_stream_and_events_go_to_their_bus(theirs):
+    # Given the construct on their stream and their bus
     template, _ = theirs
+    # When its policies are read
     policies = json.dumps(template.find_resources("AWS::IAM::Policy"))
+    # Then they grant PutRecordBatch on their stream, and name their bus
     assert "deliverystream/their-stream" in policies and "firehose:PutRecordBatch" in policies
     assert "event-bus/their-bus" in policies
 
 
 @pytest.mark.parametrize("passed", [{"existing_bucket": True}, {"existing_bus": True}, {}])
 def test_each_combination_synthesizes_through_cdk_nag(passed, tmp_path):
+    # Given the construct on what the parameter passes (their bucket, their bus, or nothing), cdk-nag registered
     stack, watch = stack_with(**passed)
+    # When the app is synthesized (any unacknowledged finding raises)
     cdk.App.of(stack).synth()  # raises on any unacknowledged cdk-nag finding
     template = Template.from_stack(stack)
+    # Then it creates the bucket and the bus only where none was passed, and the stream always
     template.resource_count_is("AWS::S3::Bucket", 0 if passed.get("existing_bucket") else 1)
     template.resource_count_is("AWS::KinesisFirehose::DeliveryStream", 1)
     template.resource_count_is("AWS::Events::EventBus", 0 if passed.get("existing_bus") else 1)
 
 
 def test_an_existing_resource_and_props_for_a_new_one_is_an_error():
+    # Given their bucket
     stack = cdk.Stack(cdk.App(), "X")
     bucket = s3.Bucket.from_bucket_name(stack, "B", "their-bucket")
+    # When it is passed along with props for a new bucket
+    # Then the error says to give one or the other
     with pytest.raises(StreamwatchPropsError, match="give bucket= .* or bucket_props= .*not both"):
         Streamwatch(stack, "W", bucket=bucket, bucket_props={"versioned": True})
+    # And a stream of theirs without their bucket is refused, saying to pass that bucket
     with pytest.raises(StreamwatchPropsError, match="pass that bucket as bucket="):
         Streamwatch(cdk.Stack(cdk.App(), "Y"), "W", delivery_stream=firehose.DeliveryStream.from_delivery_stream_name(
             cdk.Stack(cdk.App(), "Z"), "S", "s"))
 
 
 def test_on_event_routes_any_detail_type_to_any_target():
+    # Given the construct, and a queue of the user's with its DLQ
     stack, watch = stack_with()
     dead = sqs.Queue(stack, "AirflowDlq", enforce_ssl=True)
     queue = sqs.Queue(stack, "Airflow", enforce_ssl=True, dead_letter_queue=sqs.DeadLetterQueue(queue=dead,
                                                                                                  max_receive_count=3))
+    # When on_event routes Dataset Failed and Dataset Overdue to it
     watch.on_event(targets.SqsQueue(queue), "Dataset Failed", "Dataset Overdue")
+    # Then a rule sends it exactly those detail types
     Template.from_stack(stack).has_resource_properties("AWS::Events::Rule", {
         "EventPattern": {"source": ["streamwatch"], "detail-type": ["Dataset Failed", "Dataset Overdue"]}})
+    # And an unknown detail type is refused by name
     with pytest.raises(StreamwatchPropsError, match="unknown detail-type 'Dataset Done'"):
         watch.on_event(targets.SqsQueue(queue), "Dataset Done")
 
 
 def test_the_example_app_on_existing_resources_synthesizes_through_cdk_nag(synthesized):
+    # Given the example app on existing resources
     template = synthesized["existing"].template  # synthesized by app.py with cdk-nag on (tests/infra/conftest.py)
+    # When its resource types and S3 rules are read
     kinds = {r["Type"] for r in template["Resources"].values()}
+    # Then it creates no bucket and no stream
     assert "AWS::S3::Bucket" not in kinds and "AWS::KinesisFirehose::DeliveryStream" not in kinds
+    # And one rule takes acme-raw-events' Object Created under each watched prefix
     patterns = [r["Properties"].get("EventPattern", {}) for r in template["Resources"].values()
                 if r["Type"] == "AWS::Events::Rule"]
     rules = [p for p in patterns if p.get("source") == ["aws.s3"]]
@@ -146,8 +172,11 @@ def run_isolated(code: str, *front: Path, env: dict | None = None, cwd: Path | N
 
 
 def test_the_lambda_asset_holds_runtime_code_only(assembly):
+    # Given the assets of a synthesized construct
+    # When the runtime asset's files are listed
     (runtime,) = [p for p in assets(assembly).values() if (p / "streamwatch" / "handlers").is_dir()]
     names = {str(p.relative_to(runtime)) for p in runtime.rglob("*")}
+    # Then it holds the handlers and the reader, nothing of cdk, local or the cli, no __main__, no __pycache__
     assert "streamwatch/handlers/monitor.py" in names and "streamwatch/reader/objects.py" in names
     assert not [n for n in names if n.split("/")[:2] in (["streamwatch", "cdk"], ["streamwatch", "local"],
                                                         ["streamwatch", "cli"])
@@ -155,9 +184,12 @@ def test_the_lambda_asset_holds_runtime_code_only(assembly):
 
 
 def test_the_dependency_layer_holds_obstore_for_the_lambda_platform_and_handlers_import_from_it(assembly):
+    # Given the dependency layer and the runtime asset of a synthesized construct
     (layer,) = [p for p in assets(assembly).values() if (p / "python" / "obstore").is_dir()]
+    # When the layer's obstore wheel is read
     (wheel,) = (layer / "python").glob("obstore-*.dist-info/WHEEL")
     tags = [line.split(": ", 1)[1] for line in wheel.read_text().splitlines() if line.startswith("Tag:")]
+    # Then it is built for Lambda's platform: abi3, manylinux, x86_64
     assert any("abi3" in t and "manylinux" in t and t.endswith("x86_64") for t in tags), tags
     (runtime,) = [p for p in assets(assembly).values() if (p / "streamwatch" / "handlers").is_dir()]
     # Lambda's path: the asset, then the layer; boto3 and Powertools from the runtime and the managed layer
@@ -166,6 +198,7 @@ def test_the_dependency_layer_holds_obstore_for_the_lambda_platform_and_handlers
                        "obstore, streamwatch\nprint(obstore.__file__); print(streamwatch.__file__)\n"
                        "print(any(m.startswith(('aws_cdk', 'rich', 'moto')) for m in sys.modules))",
                        runtime, layer / "python")
+    # And the handlers import there, obstore from the layer and streamwatch from the asset, no cdk, rich or moto
     assert out.returncode == 0, out.stderr[-2000:]
     obstore_file, package_file, extras = out.stdout.split()
     assert obstore_file.startswith(str(layer)) and package_file.startswith(str(runtime)) and extras == "False"
@@ -185,8 +218,9 @@ def test_the_wheel_provides_the_construct_from_where_it_is_installed(tmp_path):
             f"app = cdk.App(outdir={str(tmp_path / 'out')!r}); Streamwatch(cdk.Stack(app, 'FromWheel'), 'Watch')\n"
             "app.synth()\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    # When a user's app synthesizes the construct from it, Then the runtime asset comes from the installed package
+    # When a user's app synthesizes the construct from it
     result = run_isolated(code, installed, env=env, cwd=tmp_path)
+    # Then the runtime asset comes from the installed package
     assert result.returncode == 0, result.stderr[-2000:]
     assert (installed / "streamwatch" / "cdk" / "lambda-requirements.txt").exists()
     handlers = list((tmp_path / "out").glob("asset.*/streamwatch/handlers/monitor.py"))
@@ -197,6 +231,7 @@ def test_the_producer_lambda_bundles_the_users_record_source(tmp_path):
     # Given record_source in a code directory of the user's (with no Docker anywhere)
     app = cdk.App(outdir=str(tmp_path))
     settings = Settings(record_source="sources:orders", producer_code_dir=str(ROOT / "tests" / "fixtures"))
+    # When the construct is built and the app synthesized
     watch = Streamwatch(cdk.Stack(app, "Own"), "Watch", settings=settings)
     app.synth()
     # Then the producer's asset holds the user's module at its root, next to the runtime package

@@ -109,13 +109,16 @@ def functions(template: dict) -> dict[str, dict]:
 @pytest.mark.parametrize("app", list(APPS))
 def test_every_function_imports_its_handler_with_only_its_own_code_and_layers(synthesized, app, lambda_paths,
                                                                                tmp_path):
+    # Given the parameter's template, with 5 or more streamwatch functions among its Python ones
     built = synthesized[app]
     template = built.template
     found = functions(template)
     assert len([f for f in found.values() if props(f)["Handler"].startswith("streamwatch.")]) >= 5
+    # When each handler is imported as Lambda loads it: only its code, its layers and the runtime's boto3
     for name, fn in found.items():
         result = import_as_lambda(props(fn)["Handler"],
                                   function_path(built, template, fn, lambda_paths, tmp_path / name))
+        # Then it imports, without cdk, rich or moto, and without obstore where the function lacks that layer
         assert result.returncode == 0, f"{name} ({props(fn)['Handler']}): {result.stderr[-1500:]}"
         loaded = json.loads(result.stdout.strip().replace("'", '"'))
         assert "aws_cdk" not in loaded and "rich" not in loaded and "moto" not in loaded, (name, loaded)
@@ -131,20 +134,23 @@ def test_a_function_missing_its_layer_fails_to_import(synthesized, lambda_paths,
     (name, monitor), = [(k, f) for k, f in functions(template).items()
                         if props(f)["Handler"] == "streamwatch.handlers.monitor.handler"]
     monitor["Properties"]["Layers"] = [layer for layer in monitor["Properties"]["Layers"] if ref(layer) is None]
-    # When it is imported as Lambda would, Then it fails, naming obstore
+    # When it is imported as Lambda would
     result = import_as_lambda(props(monitor)["Handler"], function_path(built, template, monitor, lambda_paths,
                                                                        tmp_path))
+    # Then it fails, naming obstore
     assert result.returncode != 0 and "obstore" in result.stderr
 
 
 def test_the_local_run_refuses_a_handler_that_reaches_a_package_outside_its_layers(monkeypatch):
-    # Given the monitor declared without its dependency layer, When the local run checks the handlers
+    # Given the monitor declared without its dependency layer
     from streamwatch.core import limits
     from streamwatch.local import lambda_imports
     monkeypatch.setitem(limits.FUNCTIONS, "Monitor", limits.Function("monitor", timeout_s=60))
+    # When the local run checks that handler's imports
     problem = lambda_imports._import("Monitor")
     # Then it names the function, the chain and the package
     assert problem and "Monitor" in problem and "runtime/monitor.py -> reader/" in problem and "obstore" in problem
+    # And the observer, which needs no such layer, passes
     assert lambda_imports._import("Observer") is None
 
 
@@ -155,13 +161,14 @@ def test_the_lambda_asset_is_the_handlers_import_closure(synthesized):
     handlers = {m for m in graph.modules if m.startswith("streamwatch.handlers.")}
     closure = set(handlers).union(*(graph.find_upstream_modules(m) for m in handlers))
     closure |= {".".join(m.split(".")[:i]) for m in closure for i in range(1, m.count(".") + 1)}  # their packages
-    # When the app is synthesized, Then the function's asset holds exactly those modules
+    # When the app is synthesized
     built = synthesized["app"]
     fn = next(f for f in functions(built.template).values()
               if props(f)["Handler"] == "streamwatch.handlers.observer.handler")
     asset = built.asset(props(fn)["Code"]["S3Key"])
     modules = {".".join(p.relative_to(asset).with_suffix("").parts).removesuffix(".__init__")
                for p in asset.rglob("*.py")}
+    # Then the function's asset holds exactly those modules
     assert modules == closure
     assert not [m for m in modules if m.split(".")[:2] in (["streamwatch", "cdk"], ["streamwatch", "local"],
                                                            ["streamwatch", "cli"])]

@@ -95,23 +95,30 @@ def test_in_auto_mode_an_object_without_newlines_still_counts(moto_env, small_li
 
 
 def test_the_scan_of_a_line_without_end_stops_at_the_cap_not_at_the_end_of_the_object():
+    # Given a stream of 256 KiB chunks making one line without end, 2.5 GiB if read to the end
     chunks_read = []
 
     def chunks():
         for i in range(10_000):  # 2.5 GiB if read to the end
             chunks_read.append(i)
             yield b"y" * 256 * 1024
+    # When it is scanned
+    # Then it is rejected as LineTooLong
     with pytest.raises(envelope.Rejected, match="LineTooLong"):
         envelope.scan(chunks())
+    # And no more chunks were read than the line cap takes, plus two
     assert len(chunks_read) <= envelope.MAX_LINE_BYTES // (256 * 1024) + 2
 
 
 def test_a_gzip_bomb_never_inflates_more_than_a_piece_at_once():
+    # Given a gzip bomb of 64 MiB of empty lines, and a scanner that records each piece it splits into lines
     bomb = gzip.compress(b"\n" * (64 * 1024 * 1024))  # empty lines: only the inflate limit applies
     scanner, biggest = envelope.Scanner(), []
     real = scanner._lines_of
     scanner._lines_of = lambda piece: (biggest.append(len(piece)), real(piece))
+    # When the scanner is fed the bomb
     scanner.feed(bomb)
+    # Then no piece it inflated is bigger than INFLATE_PIECE
     assert max(biggest) <= envelope.INFLATE_PIECE
 
 
@@ -122,6 +129,7 @@ def test_a_forged_error_object_fails_no_dataset(moto_env):
     good_object(bucket, "victim")
     put(bucket, ERRORS + "forged-1", b'{"dataset_id": "victim"}\n' * 3)
     put(bucket, ERRORS + "forged-2", b"[" * 100_000 + b"\n")  # nested past the parser's depth
+    # When the monitor counts them
     result, _ = count(local, settings)
     # Then the victim has its object and no error record, and each forged object is skipped
     victim = Store(local.resources.table).get_state("victim")
@@ -137,6 +145,7 @@ def test_error_records_whose_fields_name_no_valid_dataset_plant_nothing(moto_env
     nested = b'{"dataset_id":' * 50_000 + b"1" + b"}" * 50_000
     put(local.resources.bucket, ERRORS + "s-1", firehose_error(json.dumps({"dataset_id": planted}).encode()) +
         b"\n" + firehose_error(nested) + b"\n")
+    # When the monitor counts them
     result, _ = count(local, settings)
     # Then no state item exists for it, and both records are unattributed (the alarm says so)
     assert Store(local.resources.table).get_state(planted) is None
@@ -144,27 +153,37 @@ def test_error_records_whose_fields_name_no_valid_dataset_plant_nothing(moto_env
 
 
 def test_ids_are_a_full_match_so_a_trailing_newline_is_not_an_id():
+    # Given ids that differ from valid ones by a trailing newline, a '#' or a space
     from streamwatch.core.ids import InvalidId, check_dataset_id, valid_dataset_id, valid_producer_id
+    # When dataset and producer ids are checked
+    # Then only the plain ones are valid
     assert valid_dataset_id("abc") and not valid_dataset_id("abc\n") and not valid_dataset_id("a#b")
     assert valid_producer_id("p1") and not valid_producer_id("p\n") and not valid_producer_id("p 1")
+    # And check_dataset_id refuses a trailing newline, naming the id escaped
     with pytest.raises(InvalidId, match="dataset id 'abc\\\\n' is invalid"):
         check_dataset_id("abc\n")
 
 
 def test_a_key_whose_derived_id_fails_the_definition_is_foreign(moto_env):
+    # Given a key whose dataset id has 300 characters, more than an id may have
     settings, local = moto_env(Settings(mode="stability"))
     put(local.resources.bucket, "data/dataset=" + "z" * 300 + "/part-0", b"x\n")
+    # When the monitor counts it
     result, _ = count(local, settings)
+    # Then it is skipped as InvalidDatasetId, and nothing is counted
     assert result.skipped == {"InvalidDatasetId": 1} and result.counted == 0
 
 
 def test_with_require_registration_only_started_datasets_are_observed(moto_env, context):
+    # Given registration required, a run started for registered, and an object each for it and two fresh datasets
     from streamwatch.runtime.chain import start_run
     settings, local = moto_env(Settings(mode="records", require_registration=True))
     start_run(settings, local.resources, "registered", ["p0"])
     for name in ("registered", "fresh-1", "fresh-2"):
         good_object(local.resources.bucket, name)
+    # When the monitor handles their notifications
     response = monitor_handler.handler(sqs_event(object_events(local.notification_queue_url)), context)
+    # Then no message fails, and only registered is counted: the fresh ones get no state
     assert response == {"batchItemFailures": []}
     store = Store(local.resources.table)
     assert store.get_state("registered").objects == 1
@@ -178,6 +197,7 @@ def test_with_require_registration_error_records_open_no_dataset_either(moto_env
     start_run(settings, local.resources, "registered", ["p0"])
     put(local.resources.bucket, ERRORS + "s-1", b"\n".join(
         firehose_error(json.dumps({"dataset_id": d}).encode()) for d in ("registered", "fresh", "fresh")) + b"\n")
+    # When the monitor counts them
     result, _ = count(local, settings)
     # Then only the registered dataset gets its error record; the fresh one is never created
     store = Store(local.resources.table)
@@ -186,24 +206,31 @@ def test_with_require_registration_error_records_open_no_dataset_either(moto_env
 
 
 def test_a_producers_error_text_is_scrubbed_before_it_leaves_the_process(moto_env):
+    # Given a run, and an error text holding a password, a token and an access key id, and 2,000 more characters
     from streamwatch.client.run import Run
     settings, local = moto_env(Settings(mode="records"))
     run = Run.start("d1", ["p0"], resources=local.resources, settings=settings)
     secret = "postgres://app:hunter2@db.internal/x?token=abc123 " + "AKIAIOSFODNN7EXAMPLE " + "z" * 2000
+    # When its producer reports failed with that text
     run.fail("p0", f"ConnectionError: {secret}")
+    # Then the stored error holds none of the secrets, in at most 500 characters
     (report,) = Store(local.resources.table).producers("d1")
     assert "hunter2" not in report["error"] and "abc123" not in report["error"] and "AKIA" not in report["error"]
     assert len(report["error"]) <= 500
 
 
 def test_status_shows_stored_ids_escaped_never_as_markup_or_terminal_control():
+    # Given a stored dataset id with a newline, rich markup and a terminal control sequence
     from rich.console import Console
 
     from streamwatch.cli.status import Row, plain, rich_table
     row = Row(dataset="x\n[red]FAKE  READY[/red]\x1b[2J", status="OBSERVING", objects=1, bytes=1, records=None,
               producers="-", age_s=1.0, last_object_at=None, declared_at=None, overdue=False)
+    # When status prints it as plain text
     text = plain([row], now=0)
+    # Then no control character and no line break get through
     assert "\x1b" not in text and "\nFAKE" not in text and len(text.splitlines()) == 2
+    # And the rich table shows the markup as text, without the control sequence
     console = Console(record=True, width=200, color_system=None)
     console.print(rich_table([row], now=0))
     shown = console.export_text()
@@ -211,6 +238,7 @@ def test_status_shows_stored_ids_escaped_never_as_markup_or_terminal_control():
 
 
 def test_with_trusted_writers_only_their_objects_count(moto_env):
+    # Given one trusted writer, and objects written by it, by another team and by no known principal
     from tests.conftest import s3_message, s3_record
     settings, local = moto_env(Settings(mode="stability", trusted_writers=("AWS:AROASTREAMROLE:",)))
     bucket = local.resources.bucket
@@ -219,7 +247,9 @@ def test_with_trusted_writers_only_their_objects_count(moto_env):
         return s3_message({**s3_record(bucket, key), "userIdentity": {"principalId": principal}})
     bodies = [written_by("data/dataset=d1/a", "AWS:AROASTREAMROLE:1764547200000"),
               written_by("data/dataset=d1/b", "AWS:AROAOTHERTEAM:job"), written_by("data/dataset=d2/c", "")]
+    # When the monitor processes their notifications
     result = Monitor(settings, local.resources).process([Message(f"m{i}", b) for i, b in enumerate(bodies)])
+    # Then the other two are skipped as UntrustedWriter, and only the trusted one is counted
     assert result.skipped == {"UntrustedWriter": 2} and result.failed_message_ids == set()
     assert Store(local.resources.table).get_state("d1").objects == 1
     assert Store(local.resources.table).get_state("d2") is None
@@ -236,18 +266,24 @@ def test_with_trusted_writers_only_their_objects_count(moto_env):
     ("token rejected: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.sig", "eyJzdWIi"),
 ])
 def test_error_text_scrubbing_catches_secrets_in_the_forms_they_take(text, secret):
+    # Given an error text holding a secret in one of its forms (the parameter)
     from streamwatch.core.errors import scrub_error
+    # When it is scrubbed
+    # Then the secret is gone, masked as ***
     assert secret not in scrub_error(text) and "***" in scrub_error(text)
 
 
 def test_error_text_scrubbing_reads_a_bounded_window_of_a_hostile_text(monkeypatch):
-    # A text built to make a regex backtrack ("a-" repeated made the old key pattern quadratic: 29 s)
+    # Given a text built to make a regex backtrack ("a-" repeated made the old key pattern quadratic: 29 s)
     from streamwatch.core import errors
     seen = []
     real = errors._CONTROL
     monkeypatch.setattr(errors, "_CONTROL", type("Spy", (), {
         "sub": staticmethod(lambda repl, s: (seen.append(len(s)), real.sub(repl, s))[1])})())
+    # When it is scrubbed
     out = errors.scrub_error("a-" * 400_000)
+    # Then only a bounded window of it is read (4 x MAX_ERROR_TEXT), and the result is MAX_ERROR_TEXT long
     assert seen == [4 * errors.MAX_ERROR_TEXT] and len(out) == errors.MAX_ERROR_TEXT
+    # And a plain error text comes out as it went in
     assert errors.scrub_error("plain error: connection refused to db.internal:5432") == (
         "plain error: connection refused to db.internal:5432")

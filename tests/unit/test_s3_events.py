@@ -55,22 +55,32 @@ def parse(doc) -> tuple[list, list]:
 
 @pytest.mark.parametrize("shape", ["notification", "eventbridge", "sns", "raw-sns"])
 def test_every_delivery_shape_names_the_same_object(shape):
+    # Given one object, d1's "my file+1.json", delivered in the parameter's shape (its key encoded but on EventBridge)
     key_encoded, key = "data/dataset%3Dd1/my+file%2B1.json", "data/dataset=d1/my file+1.json"
     doc = {"notification": lambda: notification(key_encoded), "eventbridge": lambda: eventbridge(key),
            "sns": lambda: sns(notification(key_encoded)), "raw-sns": lambda: notification(key_encoded)}[shape]()
+    # When the message is parsed
     found, skipped = parse(doc)
+    # Then it names that object of d1 with its key decoded, and skips nothing
     assert skipped == [] and [(o.dataset_id, o.key) for o in found] == [("d1", key)]
 
 
 def test_eventbridge_keys_are_not_decoded_a_plus_stays_a_plus():
+    # Given a key with '+' and '%20' in an EventBridge event
+    # When it is parsed
     found, _ = parse(eventbridge("data/dataset=d1/a+b%20c.json"))
+    # Then the key is taken as it is
     assert found[0].key == "data/dataset=d1/a+b%20c.json"
+    # And in an S3 notification the same key is URL-decoded: '+' and '%20' are spaces
     found, _ = parse(notification("data/dataset=d1/a+b%20c.json"))
     assert found[0].key == "data/dataset=d1/a b c.json"
 
 
 def test_error_output_objects_are_recognized():
+    # Given a notification for an object of Firehose's error output
+    # When it is parsed
     found, _ = parse(notification("errors/processing-failed/2026/11/24/s-1-x"))
+    # Then it is recognized as error output, of no dataset
     assert found[0].error_output and found[0].dataset_id == ""
 
 
@@ -86,14 +96,18 @@ def test_error_output_objects_are_recognized():
     (eventbridge("data/dataset=d1/x", bucket="someone-else"), "ForeignBucket"),
 ])
 def test_messages_that_are_not_ours_are_skipped_with_a_reason(doc, reason):
+    # Given a message that is not ours (the parameter)
+    # When it is parsed
     try:
         found, skipped = parse(doc)
     except Skip as skip:
         found, skipped = [], [skip]
+    # Then it yields no object, and one skip with the parameter's reason
     assert found == [] and [s.reason for s in skipped] == [reason]
 
 
 def test_a_message_mixing_ours_and_foreign_records_keeps_ours_and_explains_the_rest():
+    # Given one message with a record of ours among foreign, deleted, keyless, outside, marker and junk ones
     body = {"Records": [
         notification("data/dataset%3Dd1/a")["Records"][0],
         notification("data/dataset=d1/b", bucket="other")["Records"][0],
@@ -102,7 +116,9 @@ def test_a_message_mixing_ours_and_foreign_records_keeps_ours_and_explains_the_r
         notification("elsewhere/x")["Records"][0],
         notification("data/dataset=d1/_SUCCESS")["Records"][0],
         "junk"]}
+    # When it is parsed
     found, skipped = parse(body)
+    # Then it keeps ours, with its size, and names a reason for each of the rest
     assert [(o.dataset_id, o.key, o.size) for o in found] == [("d1", "data/dataset=d1/a", 1024)]
     assert [s.reason for s in skipped] == ["ForeignBucket", "UnknownEvent", "MalformedRecord", "NotData", "NotData",
                                            "ForeignMessage"]
