@@ -4,12 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 VENV_CHECKOV := .venv-checkov
+VENV_AIRFLOW := .venv-airflow
 TEMPLATES := cdk.out/Streamwatch.template.json cdk.out/existing/OrdersPipeline.template.json
-PYTEST := $(BIN)/python -m pytest -n 2 --durations=12
+PYTEST := $(BIN)/python -m pytest -n 2 --durations=12 --ignore=tests/airflow
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup checkov synth lint test test-unit test-cli test-handlers test-infra test-e2e test-security demo bench dist clean
+.PHONY: setup checkov airflow synth lint test test-unit test-cli test-handlers test-infra test-e2e test-security test-airflow demo bench dist clean
 
 setup: .setup-stamp ## venv with pinned requirements, the streamwatch command, and the pinned CDK CLI
 
@@ -26,6 +27,15 @@ checkov: .checkov-stamp ## checkov in its own venv (.venv-checkov): its dependen
 	rm -rf $(VENV_CHECKOV)
 	$(PYTHON) -m venv $(VENV_CHECKOV)
 	$(VENV_CHECKOV)/bin/pip install -q --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+airflow: .airflow-stamp ## Airflow 3 in its own venv (.venv-airflow), pinned by constraints-airflow.txt, with streamwatch[airflow]
+
+.airflow-stamp: requirements-airflow.txt constraints-airflow.txt pyproject.toml
+	rm -rf $(VENV_AIRFLOW)
+	$(PYTHON) -m venv $(VENV_AIRFLOW)
+	$(VENV_AIRFLOW)/bin/pip install -q --disable-pip-version-check -r requirements-airflow.txt -c constraints-airflow.txt
+	$(VENV_AIRFLOW)/bin/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
 synth: setup ## the example app (cdk.out/) and examples/existing_pipeline (cdk.out/existing/), through cdk-nag (findings fail synth)
@@ -60,6 +70,9 @@ test-e2e: setup ## the local run end to end, with chaos
 test-security: setup ## the trust boundaries: a hostile writer, poison objects, fetch's safe names, who may write what
 	$(PYTEST) tests/security
 
+test-airflow: .airflow-stamp ## the Airflow tier: the sensor, the triggers and the example DAGs in a real Airflow 3, against a local run
+	$(VENV_AIRFLOW)/bin/python -m pytest -p no:cacheprovider --durations=8 tests/airflow
+
 demo: setup ## the whole pipeline on this machine, no AWS account
 	$(BIN)/streamwatch demo
 
@@ -77,4 +90,4 @@ dist: setup ## the wheel (dist/): `pip install 'dist/streamwatch-*.whl[cdk]'` gi
 	$(BIN)/pip wheel -q --no-deps --no-build-isolation -w dist .
 
 clean:
-	rm -rf cdk.out .setup-stamp dist build
+	rm -rf cdk.out .setup-stamp .airflow-stamp dist build

@@ -20,6 +20,8 @@ PLANTED = [  # (module, import it may not make, the contract that must break)
     ("client/run.py", "import streamwatch.local.demo", "imports no tooling"),
     ("runtime/observer.py", "import streamwatch.reader", "obstore layer"),
     ("state/store.py", "import streamwatch.runtime.aws", "layers"),
+    ("runtime/chain.py", "import streamwatch.airflow.hooks", "imports no tooling"),
+    ("airflow/hooks.py", "import streamwatch.local.sandbox", "Airflow is a downstream room"),
 ]
 
 

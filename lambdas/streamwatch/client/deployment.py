@@ -65,15 +65,17 @@ class Deployment:
         return cls(_env_settings(environ), Resources.from_env(environ), "environment", queues)
 
     @classmethod
-    def from_stack(cls, name: str, *, session=None) -> Deployment:
-        """The stack's outputs (DescribeStacks). A missing stack or output is a clear error naming it."""
+    def from_stack(cls, name: str, *, session=None, cloudformation=None) -> Deployment:
+        """The stack's outputs (DescribeStacks, through `cloudformation` when given: an Airflow connection's
+        client, say). A missing stack or output is a clear error naming it."""
         import boto3
         from botocore.exceptions import ClientError
 
-        session = session or boto3.Session()
-        region = session.region_name or "the default region"
+        if cloudformation is None:
+            cloudformation = (session or boto3.Session()).client("cloudformation")
+        region = cloudformation.meta.region_name or "the default region"
         try:
-            stacks = session.client("cloudformation").describe_stacks(StackName=name)["Stacks"]
+            stacks = cloudformation.describe_stacks(StackName=name)["Stacks"]
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ValidationError" and "does not exist" in str(exc):
                 raise StackNotFound(f"stack {name!r} not found in {region}: check the name (--stack) and "

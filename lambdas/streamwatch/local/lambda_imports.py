@@ -20,7 +20,7 @@ PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 # never in the runtime asset (the handlers' import closure, cdk/bundling.py) or never on a Lambda's path
 NOT_IN_LAMBDA = ("aws_cdk", "cdk_nag", "cdk_monitoring_constructs", "constructs", "jsii", "rich", "moto",
                  "streamwatch.cdk", "streamwatch.local", "streamwatch.cli", "streamwatch.core.simulate",
-                 "streamwatch.settings", "streamwatch.__main__")
+                 "streamwatch.settings", "streamwatch.__main__", "streamwatch.airflow", "airflow")
 _REFUSER = """
 import importlib.abc, sys
 REFUSED = {refused!r}
