@@ -82,7 +82,6 @@ def one_round() -> dict:
                     time.sleep(0.01)
 
         def streamwatch_trigger(poll_s: float) -> None:
-            reads = [0]
             trigger = StreamwatchDatasetTrigger(dataset_id=dataset_id, table=sb.resources.table,
                                                 bucket=sb.resources.bucket, settings=settings.changed(),
                                                 aws_conn_id=None, poll_interval=poll_s / SPEED)
@@ -91,8 +90,7 @@ def one_round() -> dict:
                 async for event in trigger.run():
                     return event.payload
             payload = asyncio.run(wait())
-            reads[0] = payload["polls"]
-            results["streamwatch"] = {"resumed_at": clock.get().now(), "listings": 0, "reads": reads[0],
+            results["streamwatch"] = {"resumed_at": clock.get().now(), "listings": 0, "reads": payload["polls"],
                                       "objects_seen": payload["detail"]["objects"]}
         sb.start_dataset(dataset_id, TRACE)
         threads = [threading.Thread(target=streamwatch_trigger, args=(30,))]

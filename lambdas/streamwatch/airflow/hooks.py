@@ -8,7 +8,7 @@ aiobotocore, whose botocore pin would move an existing Airflow's botocore on ins
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -40,7 +40,7 @@ class Target:
     settings: dict  # Settings.changed(): what differs from the defaults, as the stack's Settings output
 
     def serialize(self) -> dict[str, Any]:
-        return {"dataset_id": self.dataset_id, "table": self.table, "bucket": self.bucket, "settings": self.settings}
+        return asdict(self)
 
 
 def dataset_id_for(settings: Settings, dataset_id: str | None, rule: str | None, window_start: Any,
@@ -80,7 +80,8 @@ class StreamwatchHook:
     def __init__(self, aws_conn_id: str | None = "aws_default", region_name: str | None = None) -> None:
         self.aws_conn_id, self.region_name = aws_conn_id, region_name
 
-    def _aws(self, **kwargs):
+    def aws(self, **kwargs):
+        """The amazon provider's hook for this connection (its credentials, region, endpoint_url)."""
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
         return AwsBaseHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, **kwargs)
 
@@ -90,7 +91,7 @@ class StreamwatchHook:
         if self.aws_conn_id is None:
             return
         try:
-            self._aws(client_type="sts").get_connection(self.aws_conn_id)
+            self.aws(client_type="sts").get_connection(self.aws_conn_id)
         except not_found_errors():
             raise AirflowFailException(
                 f"streamwatch: Airflow connection {self.aws_conn_id!r} not found: create it (Admin > Connections, "
@@ -108,7 +109,7 @@ class StreamwatchHook:
                                                    notification_queue_url="", event_bus=""), "given")
             stack = stack or os.environ.get(STACK_ENV)
             if stack:
-                return Deployment.from_stack(stack, cloudformation=self._aws(client_type="cloudformation").conn)
+                return Deployment.from_stack(stack, cloudformation=self.aws(client_type="cloudformation").conn)
             if os.environ.get(f"{RESOURCE_ENV_PREFIX}TABLE"):  # a worker inside a local run (tests, the demo)
                 return Deployment.from_env()
             raise InputError(f"no deployment given: pass stack='<name>' (or set {STACK_ENV} on the workers), or "
@@ -117,7 +118,11 @@ class StreamwatchHook:
             raise AirflowFailException(f"streamwatch: {exc}") from None
 
     def store(self, table: str) -> Store:
-        return Store(table, table=self._aws(resource_type="dynamodb").conn.Table(table))
+        return Store(table, table=self.aws(resource_type="dynamodb").conn.Table(table))
+
+    def event_for(self, target: Target, *, overdue_seen: bool = False) -> dict | None:
+        """One read of the dataset's state item, judged (what the sensor does before deferring, and when it pokes)."""
+        return judge(self.store(target.table).get_state(target.dataset_id), target, overdue_seen=overdue_seen)
 
 
 def judge(state: State | None, target: Target, *, overdue_seen: bool = False) -> dict | None:

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from streamwatch.airflow._compat import AirflowFailException, BaseSensorOperator
-from streamwatch.airflow.hooks import StreamwatchHook, Target, dataset_id_for, judge
+from streamwatch.airflow.hooks import StreamwatchHook, Target, dataset_id_for
 from streamwatch.airflow.triggers import StreamwatchDatasetTrigger
 
 
@@ -85,7 +85,7 @@ class StreamwatchDatasetSensor(BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         target = self.target()
-        event = judge(self._hook().store(target.table).get_state(target.dataset_id), target)
+        event = self._hook().event_for(target)
         if event is not None:  # already declared: no deferral, no triggerer round trip
             answer = self._resumed(event)
             if answer is not None:
@@ -111,8 +111,7 @@ class StreamwatchDatasetSensor(BaseSensorOperator):
     def poke(self, context) -> Any:
         from airflow.sdk import PokeReturnValue
         target = self.target()
-        event = judge(self._hook().store(target.table).get_state(target.dataset_id), target,
-                      overdue_seen=self._overdue_seen)
+        event = self._hook().event_for(target, overdue_seen=self._overdue_seen)
         if event is None:
             return False
         answer = self._resumed(event)

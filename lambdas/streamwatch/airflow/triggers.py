@@ -13,9 +13,12 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
+from pydantic import ValidationError
+
 from streamwatch.airflow._compat import BaseEventTrigger, BaseTrigger, TriggerEvent
 from streamwatch.airflow.hooks import StreamwatchHook, Target, judge
 from streamwatch.core.events import DETAIL_TYPES, READY, SOURCE
+from streamwatch.runtime.detail import DatasetDetail
 
 
 class StreamwatchDatasetTrigger(BaseTrigger):
@@ -85,7 +88,7 @@ class StreamwatchEventTrigger(BaseEventTrigger):
                  "remember": self.remember})
 
     def _client(self):
-        return StreamwatchHook(self.aws_conn_id, self.region_name)._aws(client_type="sqs").conn
+        return StreamwatchHook(self.aws_conn_id, self.region_name).aws(client_type="sqs").conn
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         sqs = await asyncio.to_thread(self._client)
@@ -105,9 +108,6 @@ class StreamwatchEventTrigger(BaseEventTrigger):
 
     def match(self, body: str) -> tuple[dict | None, str]:
         """(the detail to hand over, "") or (None, why it is skipped: "" for a repeat, dropped without a word)."""
-        from pydantic import ValidationError
-
-        from streamwatch.runtime.detail import DatasetDetail
         try:
             event = json.loads(body)
         except ValueError:
