@@ -5,11 +5,12 @@ objects. Counts every request per service and per dataset, converts them to a co
 list prices, and checks every dataset got exactly one Ready (none early, no Amended, nothing in a DLQ).
 
 How requests are counted (all in this process):
-- botocore: a `before-parameter-build` hook on boto3's default session, which the handlers (streamwatch.runtime.aws) and
-  the client use, registered before any of their clients exists (a client copies the session's hooks when it is
-  made). It fires once per API call, before the sandbox's Firehose hook answers PutRecordBatch, so those count
-  too. Calls are attributed by thread: the `monitor` and `observer` pollers run the handlers; everything else on
-  the default session is the producer client (this script's driver threads and the client's sender threads).
+- botocore: a `before-parameter-build` hook on the sandbox's Lambda session (sb.lambda_session), which the handlers
+  (streamwatch.runtime.aws) and the client use in its scope; the cached clients are forgotten after, so each is
+  made again with it (a client copies the session's hooks when it is made). It fires once per API call, before
+  the sandbox's Firehose hook answers PutRecordBatch, so those count too. Calls are attributed by thread: the
+  `monitor` and `observer` pollers run the handlers; everything else on that session is the producer client (this
+  script's driver threads and the client's sender threads).
   `before-send` counts HTTP attempts, so botocore retries show.
 - The sandbox's own calls (its pollers' ReceiveMessage/DeleteMessageBatch standing in for Lambda's SQS event
   source, the Firehose emulation's PutObject, the event reader) go through its separate session's clients:
@@ -104,9 +105,10 @@ class Requests:
         self.gets: Counter = Counter()
 
     def install(self, sb) -> None:
-        import boto3
         import obstore
-        events = boto3.DEFAULT_SESSION.events
+
+        from streamwatch.runtime import aws
+        events = sb.lambda_session.events
         events.register("before-parameter-build", self._call)
         events.register("before-send", self._send)
         events.register("after-call.dynamodb.Query", self._query)
@@ -124,6 +126,7 @@ class Requests:
                               events.unregister("before-send", self._send),
                               events.unregister("after-call.dynamodb.Query", self._query),
                               setattr(obstore, "get", original))
+        aws.reset()  # every client from now on is made from the session with these hooks
 
     def uninstall(self) -> None:
         self._undo()
@@ -376,7 +379,7 @@ def run(mode: str, n: int, log=print) -> dict:
                         with cond:
                             starting[0] -= 1
                             cond.notify_all()
-        drivers = [threading.Thread(target=drive, name=f"driver-{k}", daemon=True) for k in range(DRIVERS)]
+        drivers = [threading.Thread(target=sb.in_scope(drive), name=f"driver-{k}", daemon=True) for k in range(DRIVERS)]
         for t in drivers:  # every dataset starts at once: as fast as the drivers go
             t.start()
         while any(t.is_alive() for t in drivers):
@@ -706,7 +709,7 @@ def write_doc(results, figures, checks, targets, sizes, elapsed) -> None:
              "the run registered. Stability: mode=stability, nothing registered (the producer still reports "
              "through the client). Everything shares one GIL, ~0.3 CPU s per dataset, so the pipeline's clock "
              f"runs at min({SPEED_MAX:g}, {SPEED_BUDGET:g} / N) times real time. Requests per dataset: a botocore "
-             "hook on the default session (handlers and client, told apart by thread), obstore's GetObject by "
+             "hook on the session the handlers and the client use (told apart by thread), obstore's GetObject by "
              "wrapping `obstore.get`, Lambda's SQS event source as the sandbox's pollers did it (non-empty "
              "receives and batch deletes), S3's notification as one SQS message per object. `requests` is every "
              "billed request but Firehose's. Peak: datasets started and not yet declared at the same moment. "

@@ -11,6 +11,7 @@ import pytest
 
 from streamwatch.core.settings import Settings
 from streamwatch.local.sandbox import TIMING, InvocationTimedOut, Poller, Sandbox
+from streamwatch.runtime import aws
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +36,7 @@ def test_an_invocation_past_its_timeout_is_dead():
         def slow_handler(event, context):
             time.sleep(0.4)  # past the timeout below
             try:
-                boto3.client("dynamodb").list_tables()  # the handler's own client: refused now
+                aws.client("dynamodb").list_tables()  # the handler's own client: refused now
             except InvocationTimedOut as exc:
                 refused.append(str(exc))
             return {"batchItemFailures": []}

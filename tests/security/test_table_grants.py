@@ -169,7 +169,6 @@ def _with_lambda(real, invoked):
 
     def client(service, *args, **kwargs):
         return Lambda() if service == "lambda" else real(service, *args, **kwargs)
-    client.cache_clear = real.cache_clear
     return client
 
 

@@ -10,10 +10,11 @@ Three sources, tried in this order by `Deployment.resolve`:
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from streamwatch.core import scope
 from streamwatch.core.errors import NotFound
 from streamwatch.core.settings import RESOURCE_ENV_PREFIX, Resources, Settings
 
@@ -46,13 +47,16 @@ class Deployment:
 
     @classmethod
     def resolve(cls, *, stack: str | None = None, resources: Resources | None = None,
-                settings: Settings | None = None, environ: Mapping[str, str] | None = None) -> Deployment:
-        environ = os.environ if environ is None else environ
+                settings: Settings | None = None, environ: Mapping[str, str] | None = None,
+                cloudformation: Callable[[], Any] | None = None) -> Deployment:
+        """In this order: the resources given; a stack's outputs (`stack`, or STREAMWATCH_STACK; through the client
+        `cloudformation()` makes, when given: an Airflow connection's); the environment (a Lambda, a local run)."""
+        environ = scope.environ() if environ is None else environ
         if resources is not None:
             return cls(settings or _env_settings(environ), resources, "given")
         stack = stack or environ.get(STACK_ENV)
         if stack:
-            return cls.from_stack(stack)
+            return cls.from_stack(stack, cloudformation=cloudformation() if cloudformation else None)
         if environ.get(f"{RESOURCE_ENV_PREFIX}TABLE"):
             return cls.from_env(environ)
         raise DeploymentNotFound("no streamwatch deployment given: pass stack='<name>' (CLI: --stack NAME, or set "
@@ -60,7 +64,7 @@ class Deployment:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Deployment:
-        environ = os.environ if environ is None else environ
+        environ = scope.environ() if environ is None else environ
         queues = json.loads(environ.get("STREAMWATCH_QUEUES", "{}") or "{}")
         return cls(_env_settings(environ), Resources.from_env(environ), "environment", queues)
 
@@ -72,7 +76,8 @@ class Deployment:
         from botocore.exceptions import ClientError
 
         if cloudformation is None:
-            cloudformation = (session or boto3.Session()).client("cloudformation")
+            cloudformation = (session or scope.session() or boto3.Session()).client(
+                "cloudformation", endpoint_url=scope.endpoint_url())
         region = cloudformation.meta.region_name or "the default region"
         try:
             stacks = cloudformation.describe_stacks(StackName=name)["Stacks"]

@@ -44,7 +44,7 @@ from streamwatch.client.producer import (
     batches,
     pack,
 )
-from streamwatch.core import clock
+from streamwatch.core import clock, scope
 from streamwatch.core.envelope import RecordError, Wrapper
 from streamwatch.core.errors import InputError, RunFailed
 from streamwatch.core.ids import check_dataset_id, check_producer_id
@@ -273,7 +273,7 @@ class Producer:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=f"put-{self.producer_id}")
         try:
-            future = self._pool.submit(self._send, records)
+            future = self._pool.submit(scope.bound(self._send), records)
         except BaseException:
             self._slots.release()
             raise

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import time
 
+from streamwatch.core import scope
 from streamwatch.core.settings import SQS_MAX_DELAY_S
 
 
@@ -61,7 +62,9 @@ _clock: WallClock = WallClock()
 
 
 def get() -> WallClock:
-    return _clock
+    """The scope's clock (a local run's), else the process's."""
+    current = scope.current()
+    return current.clock if current is not None and current.clock is not None else _clock
 
 
 def install(clock: WallClock) -> None:

@@ -5,10 +5,10 @@ once, at cold start, about STREAMWATCH_* variables that are not settings); name 
 from __future__ import annotations
 
 import logging
-import os
 
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 
+from streamwatch.core import scope
 from streamwatch.core.settings import Resources, Settings
 
 _warned = False
@@ -22,12 +22,14 @@ def share_logging(logger) -> None:
 
 
 def environment(logger) -> tuple[Settings, Resources]:
+    """The scope's environment (core/scope.py): the process's in Lambda."""
     global _warned
+    environ = scope.environ()
     if not _warned:
         _warned = True
-        for warning in Settings.unknown_env(os.environ):
+        for warning in Settings.unknown_env(environ):
             logger.warning(warning)
-    return Settings.from_env(os.environ), Resources.from_env(os.environ)
+    return Settings.from_env(environ), Resources.from_env(environ)
 
 
 def metric_name(*parts: str) -> str:

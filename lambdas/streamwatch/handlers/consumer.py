@@ -9,14 +9,13 @@ log line and the MalformedEvents metric."""
 
 from __future__ import annotations
 
-import os
-
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 
+from streamwatch.core import scope
 from streamwatch.core.settings import Resources
 from streamwatch.handlers.common import share_logging
 from streamwatch.reader import DatasetReader
@@ -60,7 +59,7 @@ def consume(detail: dict) -> dict:
 @metrics.log_metrics
 def handler(event: dict, context) -> dict:
     IDEMPOTENCY.register_lambda_context(context)
-    table = Resources.from_env(os.environ).idempotency_table
+    table = Resources.from_env(scope.environ()).idempotency_table
     try:
         detail = parse(event=event, model=DatasetEvent).detail.body()
     except ValidationError as exc:  # not ours, or not this version's: skipped alone, never retried into a DLQ

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from streamwatch.core import scope
 from streamwatch.core.limits import PUBLISH_LEASE_S
 from streamwatch.core.s3_events import Skip
 from streamwatch.handlers.common import environment, metric_name, share_logging
@@ -26,7 +25,7 @@ share_logging(logger)
 def handler(event: dict, context) -> dict:
     # How long a declaring invocation has to publish before another message takes over (limits.PUBLISH_LEASE_S);
     # the local run scales it with the function's timeout.
-    lease = float(os.environ.get("STREAMWATCH_PUBLISH_LEASE_S", PUBLISH_LEASE_S))
+    lease = float(scope.environ().get("STREAMWATCH_PUBLISH_LEASE_S", PUBLISH_LEASE_S))
     observer = Observer(*environment(logger), lease_s=lease,
                         remaining_s=lambda: context.get_remaining_time_in_millis() / 1000)
 

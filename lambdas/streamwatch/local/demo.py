@@ -113,6 +113,7 @@ def _write_windows(sb: Sandbox, start: float) -> list[str]:
     """Another team's writer on the hourly rule: records for 20 pipeline minutes from `start`, then nothing."""
     import threading
 
+    from streamwatch.core import scope
     from streamwatch.core.rules import window_token
     stream = sb.add_stream(WINDOW_RULE["name"])
 
@@ -123,7 +124,7 @@ def _write_windows(sb: Sandbox, start: float) -> list[str]:
             batch = [{"Data": json.dumps({"event": n + i, "source": "web"}).encode()} for i in range(50)]
             stream.put_record_batch(stream.stream, batch)
             n, t = n + 50, t + 20
-    threading.Thread(target=write, name="window-writer", daemon=True).start()
+    threading.Thread(target=scope.bound(write), name="window-writer", daemon=True).start()
     first = (start // 3600) * 3600
     return [f"{WINDOW_RULE['name']}~{window_token(first + i * 3600, 3600)}" for i in range(3)]
 
@@ -160,7 +161,7 @@ def _watch(sb: Sandbox, store: Store, ids: list[str], timeout_s: float, t_start:
 
 
 def sb_origin(sb: Sandbox) -> float:
-    return getattr(clock.get(), "origin", 0.0)
+    return sb.clock.origin
 
 
 def _persisted(sb: Sandbox, keys: list[str], landed: list[float]) -> tuple[int, int, float | None]:

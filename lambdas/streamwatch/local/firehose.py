@@ -25,7 +25,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from streamwatch.core import clock, envelope
+from streamwatch.core import clock as pipeline_clock
+from streamwatch.core import envelope
 from streamwatch.core.ids import valid_field_value
 from streamwatch.core.settings import Settings
 
@@ -46,8 +47,10 @@ class LocalFirehose:
     def __init__(self, s3, bucket: str, settings: Settings, stream: str = "streamwatch-stream", *,
                  jitter: float = 0.25, seed: int = 11, deaggregate: bool | None = None,
                  duplicate_records: float = 0.0, put_failures: float = 0.0,
-                 active_partition_limit: int = ACTIVE_PARTITION_LIMIT, rule=None) -> None:
+                 active_partition_limit: int = ACTIVE_PARTITION_LIMIT, rule=None, clock=None) -> None:
+        """`clock`: the pipeline's (a sandbox's); default the handlers' (`core.clock.get()` where it is made)."""
         self.s3, self.bucket, self.settings, self.stream = s3, bucket, settings, stream
+        self.clock = clock or pipeline_clock.get()
         self.rule = rule or settings.rules.stream_rule  # another rule: a writer of the user's own
         self.deaggregate = settings.pack_records is not False if deaggregate is None else deaggregate
         self.jitter, self.rng = jitter, random.Random(seed)
@@ -67,7 +70,7 @@ class LocalFirehose:
 
     # --- the API -----------------------------------------------------------------------------------------
     def put_record_batch(self, DeliveryStreamName: str, Records: list[dict]) -> dict:  # noqa: N803 (boto3 names)
-        responses, now, full = [], clock.get().now(), []
+        responses, now, full = [], self.clock.now(), []
         with self.lock:
             self.calls += 1
             for record in Records:
@@ -116,7 +119,7 @@ class LocalFirehose:
     # --- delivery ------------------------------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.wait(0.05):
-            now = clock.get().now()
+            now = self.clock.now()
             with self.lock:  # take the due buffers under the lock, write them outside it (puts never wait on S3)
                 due = [self._pop(k) for k, b in list(self.buffers.items()) if now - b.opened >= b.deadline_s]
             self._write(due)
@@ -145,7 +148,7 @@ class LocalFirehose:
         for _ in range(copies):
             written = datetime.now(UTC)
             key = f"{prefix}{self.stream}-1-{written:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4()}"
-            landing = clock.get().now()  # taken before the PUT, so nothing can be declared ahead of it
+            landing = self.clock.now()  # taken before the PUT, so nothing can be declared ahead of it
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
             self.delivered.setdefault(match.dataset_id, []).append((key, len(buffer.records), landing))
 

@@ -4,9 +4,11 @@ from the same Settings, the real handlers run in-process by pollers that behave 
 maxReceiveCount, DelaySeconds honoured), and a Firehose emulation where moto falls short. A scaled clock
 makes a 300 s buffer take seconds; every proportion is kept.
 
-Reusable (docs/local-run.md): `with Sandbox(settings) as sb:` points the environment at the sandbox, so the
-producer client (`streamwatch.client.run.Run`) works unchanged inside it and its PutRecordBatch calls reach the
-Firehose emulation; `sb.resources` holds the names; `sb.events` collects every event on the bus.
+Reusable (docs/local-run.md): `with Sandbox(settings) as sb:` runs its body in the sandbox's scope (core/scope.py:
+its environment, session and clock), so the producer client (`streamwatch.client.run.Run`) works unchanged inside
+it and its PutRecordBatch calls reach the Firehose emulation; `sb.resources` holds the names; `sb.events` collects
+every event on the bus. Nothing is patched process-wide: chaos goes in through the sandbox's own session (hooks)
+and its event source, so two sandboxes share a process.
 
 Why one long module: it is the local Lambda service (the pollers, Lambda's timing, the chaos switches and the
 forwarding S3 and EventBridge do), whose parts share one moto server, one clock and one stop; what stands alone
@@ -31,23 +33,22 @@ from pathlib import Path
 
 import boto3
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import EndpointConnectionError
 
 from streamwatch.client.producer import ProducerReport, sample_records
 from streamwatch.client.run import Run
-from streamwatch.core import clock
-from streamwatch.core.clock import ScaledClock, WallClock
-from streamwatch.core.settings import Settings
+from streamwatch.core import scope
+from streamwatch.core.clock import ScaledClock
+from streamwatch.core.scope import Scope
+from streamwatch.core.settings import RESOURCE_ENV_PREFIX, Settings
 from streamwatch.handlers import monitor as monitor_handler
 from streamwatch.handlers import observer as observer_handler
 from streamwatch.handlers import scheduler as scheduler_handler
-from streamwatch.local import infra
+from streamwatch.local import infra, server
 from streamwatch.local.context import LambdaContext
 from streamwatch.local.firehose import LocalFirehose
 from streamwatch.local.lambda_imports import check_handlers
-from streamwatch.local.server import moto_server
 from streamwatch.runtime import aws
-from streamwatch.runtime import publishing as events_module
-from streamwatch.state.store import Store
 
 CACHE = Path(os.environ.get("STREAMWATCH_BUILD_CACHE") or Path.home() / ".cache" / "streamwatch")
 LOCAL_RUN_FILE = CACHE / "local-run.json"  # where a running local run says it is (status --local)
@@ -137,14 +138,15 @@ class Poller(threading.Thread):
         self.deliveries: dict[str, list[str]] = {}  # message id -> what each delivery ended as (the DLQ's traces)
 
     def run(self) -> None:
-        while not self.sandbox.stopping.is_set():
-            batch = self._gather()
-            if batch:
-                self.busy = True
-                try:
-                    self._invoke(batch)
-                finally:
-                    self.busy = False
+        with scope.entered(self.sandbox.scope):
+            while not self.sandbox.stopping.is_set():
+                batch = self._gather()
+                if batch:
+                    self.busy = True
+                    try:
+                        self._invoke(batch)
+                    finally:
+                        self.busy = False
 
     def _gather(self) -> list[dict]:
         sqs, batch, deadline = self.sandbox.sqs, [], None
@@ -173,16 +175,20 @@ class Poller(threading.Thread):
                                      MessageAttributes={"chaos-copy": {"DataType": "String", "StringValue": "1"}})
                     self.stats.duplicates_sent += 1
             self.rng.shuffle(batch)
+        self.stats.invocations += 1
+        # One crash roll per invocation (so --crash P kills P of them): the invocation dies after its work, before
+        # SQS hears the result. Half of the monitor's die half-way: the handler gets to the first half of the
+        # batch, then dies; SQS hands out the whole batch again, and the ledger must not count that half twice.
+        crash = bool(self.sandbox.chaos.crash) and (self.rng.random() < self.sandbox.chaos.crash
+                                                    or self.stats.invocations == 3)
+        worked = batch
+        if crash and self.name == "monitor" and len(batch) > 1 and self.rng.random() < 0.5:
+            worked = batch[: len(batch) // 2]
+            self.sandbox.mid_batch_crashes += 1
         event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
                               "attributes": m.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": "",
                               "eventSource": "aws:sqs", "eventSourceARN": "local", "awsRegion": "us-east-1"}
-                             for m in batch]}
-        self.stats.invocations += 1
-        # One crash roll per invocation (so --crash P kills P of them): half of the monitor's crashes come
-        # mid-batch (see _install_chaos), the rest after the work, before SQS hears the result.
-        crash = bool(self.sandbox.chaos.crash) and (self.rng.random() < self.sandbox.chaos.crash
-                                                    or self.stats.invocations == 3)
-        self.sandbox.crash_mid_batch = crash and self.name == "monitor" and self.rng.random() < 0.5
+                             for m in worked]}
         started = time.monotonic()
         _invocation.deadline = started + self.timeout_s
         try:
@@ -216,18 +222,23 @@ class Poller(threading.Thread):
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start:start + 10])])
 
 
+class _Hooks:
+    """botocore hooks registered on several sessions' event emitters at once."""
+
+    def __init__(self, emitters: list) -> None:
+        self.emitters = emitters
+
+    def register(self, name: str, handler) -> None:
+        for emitter in self.emitters:
+            emitter.register(name, handler)
+
+    def register_first(self, name: str, handler) -> None:
+        for emitter in self.emitters:
+            emitter.register_first(name, handler)
+
+
 class ChaosCrash(RuntimeError):
     """An invocation killed by the chaos switches."""
-
-
-class _Raw:
-    """The raw body botocore reads from an injected response."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def stream(self, **kwargs):
-        yield self.data
 
 
 class Sandbox:
@@ -235,12 +246,17 @@ class Sandbox:
 
     def __init__(self, settings: Settings, *, speed: float = 30.0, chaos: Chaos | None = None,
                  log: Callable[[str], None] = print, name: str = "streamwatch", notifications: str = "s3",
-                 start: float | None = None) -> None:
-        """`start`: the pipeline time the run begins at (default: now), e.g. minutes before an hour."""
+                 start: float | None = None, export_env: bool = True) -> None:
+        """`start`: the pipeline time the run begins at (default: now), e.g. minutes before an hour.
+        `export_env`: also point the process's environment at this run (its endpoint, credentials, settings and
+        names), for code that reads os.environ itself: an Airflow hook, a subprocess, the user's own boto3. The
+        handlers and the client need only the sandbox's scope. One sandbox at a time may export; others in the
+        same process pass False."""
         if settings.pack_records is None:  # as the construct resolves it: its own stream de-aggregates
             settings = settings.with_(pack_records=True)
         self.settings, self.speed, self.chaos, self.log, self.name = settings, speed, chaos or Chaos(), log, name
-        self.notifications, self.start = notifications, start
+        self.notifications, self.start, self.export_env = notifications, start, export_env
+        self._saved_env: dict[str, str | None] = {}
         self.streams: dict[str, LocalFirehose] = {}
         self.windows_closed: list[str] = []
         self.stopping = threading.Event()
@@ -250,27 +266,34 @@ class Sandbox:
         self.crashed_after_publish: list[str] = []  # event_ids out on the bus whose publisher then died
         self.resent_records = 0
         self.hostile_objects = 0
-        self.crash_mid_batch = False  # set by the monitor's poller for the invocation it is about to run
         self.reports: list[ProducerReport] = []
         self.producing: list = []  # each producer's future: a run is not over while one still sends
         self.producer_errors: list[str] = []
-        self._saved_env: dict[str, str | None] = {}
+        self.scope: Scope | None = None  # its environment, session and clock (core/scope.py), set on entering
+        self._entered = None
         self._restore: list[Callable[[], None]] = []
         self._threads: list[threading.Thread] = []
 
     # --- lifecycle -------------------------------------------------------------------------------------
     def __enter__(self) -> Sandbox:
-        check_handlers()  # each handler imports with only its own layers, as in Lambda (once per process)
-        self._server = moto_server()
-        self.endpoint = self._server.__enter__()
+        with _powertools_lock:  # one moto server per process: the names (bucket, table, queues) must differ
+            if self.name in _running:
+                raise RuntimeError(f"a Sandbox named {self.name!r} is already running in this process: give the "
+                                   "second one another name (Sandbox(..., name='other'))")
+            _running.add(self.name)
+        self._restore.append(lambda: _running.discard(self.name))
         try:
+            check_handlers()  # each handler imports with only its own layers, as in Lambda (once per process)
+            self._server = server.shared_server()
+            self.endpoint = self._server.__enter__()
             return self._start()
         except BaseException:
             self.__exit__(None, None, None)
             raise
 
     def _start(self) -> Sandbox:
-        self.session = boto3.Session()  # the sandbox's own calls: never throttled by chaos
+        self.session = server.Session(self.endpoint)  # the sandbox's own calls: never touched by chaos
+        self.lambda_session = server.Session(self.endpoint)  # the handlers' and the client's: chaos hooks on it
         self.s3, self.sqs = self.session.client("s3"), self.session.client("sqs")
         self.table = self.session.resource("dynamodb")  # .Table(name): reads for progress and the summary
         self.timing = TIMING
@@ -278,18 +301,22 @@ class Sandbox:
                                   observer_visibility=self.timing.visibility_s["observer"], session=self.session,
                                   notifications=self.notifications)
         self.resources = self.local.resources
-        self._set_env({**self.settings.to_env(), **self.resources.to_env(),
-                       "STREAMWATCH_QUEUES": json.dumps(self.local.queues),
-                       "POWERTOOLS_SERVICE_NAME": "streamwatch", "POWERTOOLS_METRICS_NAMESPACE": "streamwatch",
-                       "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_TRACE_DISABLED": "true",
-                       "POWERTOOLS_LOG_LEVEL": os.environ.get("STREAMWATCH_LOG_LEVEL", "CRITICAL"),
-                       "STREAMWATCH_PUBLISH_LEASE_S": str(self.timing.lease_s)})
+        self.exported = {**server.ENV, "AWS_ENDPOINT_URL": self.endpoint, **self.settings.to_env(),
+                         **self.resources.to_env(), "STREAMWATCH_QUEUES": json.dumps(self.local.queues),
+                         "STREAMWATCH_PUBLISH_LEASE_S": str(self.timing.lease_s)}
+        _powertools_env(+1)
+        self._restore.append(lambda: _powertools_env(-1))
+        self.clock = ScaledClock(self.speed, start=self.start)
+        self.scope = Scope(environ=self._environ(self.exported), session=self.lambda_session, clock=self.clock)
+        self._entered = scope.entered(self.scope)  # the `with` body runs in it (the client works unchanged there)
+        self._entered.__enter__()
+        if self.export_env:
+            self._export()
         level = os.environ.get("STREAMWATCH_LOG_LEVEL", "CRITICAL")
         for handler in (monitor_handler, observer_handler, scheduler_handler):  # their loggers were made at import
             handler.logger.setLevel(level)
-        clock.install(ScaledClock(self.speed, start=self.start))
-        self._restore.append(lambda: clock.install(WallClock()))
         self.firehose = LocalFirehose(self.s3, self.resources.bucket, self.settings, stream=self.resources.stream,
+                                      clock=self.clock,
                                       duplicate_records=self.chaos.duplicate_records,
                                       put_failures=self.chaos.put_failures)
         self.streams[self.resources.stream] = self.firehose
@@ -307,7 +334,7 @@ class Sandbox:
             self._threads.append(threading.Thread(target=self._forward_to_eventbridge, name="s3-to-eventbridge",
                                                   daemon=True))
         if any(r.window_s and self.settings.for_rule(r).emit_empty for r in self.settings.rules.rules):
-            self._threads.append(threading.Thread(target=self._schedule, name="schedules", daemon=True))
+            self._threads.append(threading.Thread(target=scope.bound(self._schedule), name="schedules", daemon=True))
         if self.chaos.hostile_writer:
             self._threads.append(threading.Thread(target=self._hostile_writer, name="hostile", daemon=True))
         for t in self._threads:
@@ -318,13 +345,18 @@ class Sandbox:
 
     def _announce(self) -> None:
         """Where this local run is, for `streamwatch status --local` / `dlq --local` in another terminal."""
-        env = {k: os.environ[k] for k in self._saved_env if k in os.environ}
-        env.update({k: os.environ[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                                "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION") if k in os.environ})
+        announced = json.dumps({"pid": os.getpid(), "name": self.name, "env": self.exported})
+
+        def withdraw() -> None:  # only our own: another sandbox of this process may have announced itself since
+            try:
+                if LOCAL_RUN_FILE.read_text() == announced:
+                    LOCAL_RUN_FILE.unlink()
+            except OSError:
+                pass
         try:
             LOCAL_RUN_FILE.parent.mkdir(parents=True, exist_ok=True)
-            LOCAL_RUN_FILE.write_text(json.dumps({"pid": os.getpid(), "env": env}))
-            self._restore.append(lambda: LOCAL_RUN_FILE.unlink(missing_ok=True))
+            LOCAL_RUN_FILE.write_text(announced)
+            self._restore.append(withdraw)
         except OSError:  # a read-only home: the run works, only --local cannot find it
             pass
 
@@ -332,6 +364,7 @@ class Sandbox:
         """Another writer's Firehose stream (the user's own), writing another rule's layout into the bucket."""
         rule = self.settings.rules.find(rule_name)
         stream = LocalFirehose(self.s3, self.resources.bucket, self.settings, stream=f"{self.name}-{rule.name}",
+                               clock=self.clock,
                                rule=rule, deaggregate=False)
         self.streams[stream.stream] = stream
         return stream
@@ -347,47 +380,78 @@ class Sandbox:
                 t.join(timeout=5)
         for undo in reversed(self._restore):
             undo()
-        for k, v in self._saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        self._server.__exit__(*exc)
+        if self._entered is not None:
+            self._entered.__exit__(None, None, None)
+            self._entered = None
+        aws.reset()  # its clients (live sandboxes make theirs again, from their own sessions)
+        if hasattr(self, "_server"):
+            self._server.__exit__(*exc)
 
-    def _set_env(self, values: dict[str, str]) -> None:
-        """These variables, and no other setting's (the environment carries only what differs from the defaults,
-        so a setting left over in the caller's environment would otherwise leak in)."""
-        stale = [k for k in Settings.env_names() if k in os.environ and k not in values]
-        for k in [*values, *stale]:
-            self._saved_env.setdefault(k, os.environ.get(k))
-        for k in stale:
-            del os.environ[k]
-        os.environ.update(values)
+    def _export(self) -> None:
+        with _powertools_lock:
+            if _exported["by"] is not None:
+                raise RuntimeError(f"the Sandbox {_exported['by']!r} already points this process's environment at "
+                                   "itself: pass export_env=False to a second Sandbox in the same process")
+            _exported["by"] = self.name
+        self._saved_env = {k: os.environ.get(k) for k in set(self.scope.environ) | set(os.environ)
+                           if os.environ.get(k) != self.scope.environ.get(k)}
+
+        def unexport() -> None:
+            for k, v in self._saved_env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            _exported["by"] = None
+        self._restore.append(unexport)
+        for k in self._saved_env:
+            if k in self.scope.environ:
+                os.environ[k] = self.scope.environ[k]
+            else:
+                os.environ.pop(k, None)
+
+    @staticmethod
+    def _environ(values: dict[str, str]) -> dict[str, str]:
+        """The process's environment with these variables, and no other setting's, resource's or stack's: the
+        environment carries only what differs from the defaults, so one left over in the caller's would leak in."""
+        foreign = set(Settings.env_names()) | {"STREAMWATCH_STACK", "AWS_PROFILE"}
+        kept = {k: v for k, v in os.environ.items() if k not in foreign and not k.startswith(RESOURCE_ENV_PREFIX)}
+        return {**kept, **values}
 
     def _install_hooks(self) -> None:
-        """Every boto3 client made in this process from now on: PutRecordBatch reaches the Firehose emulation
-        (through botocore's own request pipeline), and chaos may throttle DynamoDB or crash the monitor."""
+        """On the sandbox's Lambda session (every client the handlers and the client make in its scope): PutRecordBatch
+        reaches the Firehose emulation (through botocore's own request pipeline); a call past its invocation's
+        timeout is refused; chaos throttles DynamoDB on the wire, loses PutEvents, or kills the observer right after
+        it. A sandbox that exports its environment gives boto3's
+        default session the same hooks, for threads of the user's that are not in its scope (their clients talk to
+        its server through the environment, and their PutRecordBatch must reach its Firehose too)."""
         rng = random.Random(5)
-        aws.reset()
-        boto3.setup_default_session()
-        events = boto3.DEFAULT_SESSION.events
+        emitters = [self.lambda_session.events]  # registered before any client is made from one (clients copy them)
+        if self.export_env:
+            saved = boto3.DEFAULT_SESSION
+            boto3.setup_default_session()
+            emitters.append(boto3.DEFAULT_SESSION.events)
+            aws.reset()
+
+            def restore() -> None:
+                boto3.DEFAULT_SESSION = saved
+                aws.reset()
+            self._restore.append(restore)
+        events = _Hooks(emitters)
 
         def firehose(params, **kwargs):
             body = json.loads(params["body"])
             records = [{"Data": base64.b64decode(r["Data"])} for r in body["Records"]]
             parsed = self.streams.get(body["DeliveryStreamName"], self.firehose).put_record_batch(
                 body["DeliveryStreamName"], records)
-            return AWSResponse(params.get("url", "local"), 200, {}, _Raw(b"")), parsed
+            return AWSResponse(params.get("url", "local"), 200, {}, server.RawBody(b"")), parsed
         events.register("before-call.firehose.PutRecordBatch", firehose)
-        self._restore.append(lambda: (events.unregister("before-call.firehose.PutRecordBatch", firehose),
-                                      aws.reset()))
 
         def dead_after_timeout(model, **kwargs):  # Lambda killed the invocation: nothing it calls happens
             deadline = getattr(_invocation, "deadline", None)
             if deadline is not None and time.monotonic() > deadline:
                 raise InvocationTimedOut(f"{model.name} after the invocation's timeout")
         events.register_first("before-call", dead_after_timeout)
-        self._restore.append(lambda: events.unregister("before-call", dead_after_timeout))
         if self.chaos.throttle:
             # A real 400 ProvisionedThroughputExceeded on the wire: botocore's retry handler sees it as AWS's.
             body = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
@@ -398,37 +462,22 @@ class Sandbox:
                     self.throttled += 1
                     return AWSResponse(request.url, 400, {"x-amzn-RequestId": str(uuid.uuid4()),
                                                           "Content-Type": "application/x-amz-json-1.0"},
-                                       _Raw(body))
+                                       server.RawBody(body))
                 return None
             events.register("before-send.dynamodb", throttle)
-            self._restore.append(lambda: events.unregister("before-send.dynamodb", throttle))
-        if self.chaos.crash:
-            # A crash mid-batch: the monitor counts half of its batch, then dies (as a timeout would cut it);
-            # SQS redelivers the whole batch and the ledger must keep the first half from counting twice.
-            original_count = Store.count
-
-            def crashing_count(store, objects, now):
-                objects = list(objects)
-                if self.crash_mid_batch and len(objects) > 1:
-                    self.crash_mid_batch = False
-                    original_count(store, objects[: len(objects) // 2], now)
-                    self.mid_batch_crashes += 1
-                    raise ChaosCrash("chaos: the monitor died half-way through its batch")
-                return original_count(store, objects, now)
-            Store.count = crashing_count
-            self._restore.append(lambda: setattr(Store, "count", original_count))
         if self.chaos.publish_failures or self.chaos.crash_after_publish:
-            original = events_module.publish
-
-            def flaky_publish(bus, detail_type, body, **kwargs):
+            def lost(params, context, **kwargs):  # PutEvents that never reached the bus (botocore gave up)
+                entry = json.loads(params["body"])["Entries"][0]
+                context["chaos_event_id"] = json.loads(entry["Detail"]).get("event_id")
                 if rng.random() < self.chaos.publish_failures:
-                    raise ConnectionError("chaos: PutEvents lost after the declaration")
-                original(bus, detail_type, body, **kwargs)
-                if rng.random() < self.chaos.crash_after_publish:  # out, but never recorded as sent
-                    self.crashed_after_publish.append(body["event_id"])
+                    raise EndpointConnectionError(endpoint_url=f"{self.endpoint} (chaos: PutEvents lost)")
+
+            def crashed(parsed, context, **kwargs):  # out on the bus, but the observer dies before recording it
+                if not parsed.get("FailedEntryCount") and rng.random() < self.chaos.crash_after_publish:
+                    self.crashed_after_publish.append(context.get("chaos_event_id"))
                     raise ChaosCrash("chaos: the observer died right after PutEvents")
-            events_module.publish = flaky_publish
-            self._restore.append(lambda: setattr(events_module, "publish", original))
+            events.register("before-call.eventbridge.PutEvents", lost)
+            events.register("after-call.eventbridge.PutEvents", crashed)
 
     def _hostile_writer(self) -> None:
         """Another writer of the bucket (docs/security.md): what it drops must hurt nothing. In AWS the bucket
@@ -498,10 +547,10 @@ class Sandbox:
         real handler opens the windows that may be empty (twice when observer messages are duplicated by chaos:
         EventBridge delivers at least once)."""
         lengths = sorted({r.window_s for r in self.settings.rules.rules if r.window_s})
-        last = clock.get().now()
+        last = self.clock.now()
         scheduler_handler.handler({"action": "close_windows"}, LambdaContext())  # the first run: watching from now
         while not self.stopping.wait(0.05):
-            now = clock.get().now()
+            now = self.clock.now()
             if any(int(now // w) != int(last // w) for w in lengths):
                 for _ in range(2 if self.chaos.duplicate_observer else 1):
                     try:
@@ -519,11 +568,13 @@ class Sandbox:
         """Start a run through the producer client and fan out: each producer {"producer_id", "records",
         "start_s", "duration_s"} (virtual seconds) sends its records evenly over its duration, from `start_s`;
         `"fail_after"`: it raises after that many records (-> Dataset Failed)."""
-        now = clock.get().now()
+        now = self.clock.now()
         if register:
-            Run.start(dataset_id, [p["producer_id"] for p in producers], expected_by=expected_by)
+            with scope.entered(self.scope):  # whichever thread asks
+                Run.start(dataset_id, [p["producer_id"] for p in producers], expected_by=expected_by)
         for request in producers:
-            self.producing.append(self.producers.submit(self._produce, {"dataset_id": dataset_id, **request}, now))
+            self.producing.append(self.producers.submit(self.in_scope(self._produce),
+                                                        {"dataset_id": dataset_id, **request}, now))
 
     def _produce(self, request: dict, origin: float) -> None:
         try:
@@ -540,7 +591,7 @@ class Sandbox:
                     crashed.put_many(records[: max(1, n // 3)])
                 self.resent_records += crashed.report.records_sent
             steps = max(1, math.ceil(n / 500))
-            started = clock.get().now()
+            started = self.clock.now()
             producer = run.producer(request["producer_id"], max_attempts=20)
             fail_after = request.get("fail_after")
             with producer:
@@ -556,9 +607,16 @@ class Sandbox:
             self.producer_errors.append(f"{request.get('producer_id')}: {exc!r}")
             self.log(f"producer {request.get('producer_id')} of {request.get('dataset_id')} failed: {exc!r}")
 
+    def in_scope(self, fn: Callable) -> Callable:
+        """`fn` in this sandbox's scope, from whichever thread calls it."""
+        def run(*args, **kwargs):
+            with scope.entered(self.scope):
+                return fn(*args, **kwargs)
+        return run
+
     def sleep_until(self, virtual_ts: float) -> None:
         while not self.stopping.is_set():
-            left = virtual_ts - clock.get().now()
+            left = virtual_ts - self.clock.now()
             if left <= 0:
                 return
             time.sleep(min(0.2, left / self.speed))
@@ -570,8 +628,7 @@ class Sandbox:
         if not all(f.done() for f in self.producing):
             return False
         urls = [self.local.notification_queue_url, self.resources.observer_queue_url]
-        if self.local.raw_s3_queue_url:
-            urls.append(self.local.raw_s3_queue_url)
+        urls += [u for u in (self.local.raw_s3_queue_url,) if u]
         for url in urls:
             attrs = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
                 "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
@@ -584,21 +641,52 @@ class Sandbox:
         """Each message in a DLQ, with what each of its deliveries ended as (ok, failed, crashed, timed-out): why
         it got there. SQS keeps a message's id when it moves it to the DLQ."""
         out = {}
-        for name, url, poller in (("notifications", self.local.notification_dlq_url, self.pollers[0]),
-                                  ("observer", self.local.observer_dlq_url, self.pollers[1])):
+        for name, url, poller in self._dlqs():
             got = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0,
                                            WaitTimeSeconds=0).get("Messages", [])
             if got:
                 out[name] = {m["MessageId"]: poller.deliveries.get(m["MessageId"], []) for m in got}
         return out
 
+    def _dlqs(self) -> list[tuple[str, str, Poller]]:
+        """(name, DLQ url, the poller of its queue) for each function's queue."""
+        by_name = {p.name: p for p in self.pollers}
+        dlqs = [("notifications", self.local.notification_dlq_url, by_name["monitor"]),
+                ("observer", self.local.observer_dlq_url, by_name["observer"])]
+        return dlqs
+
     def dlq_depths(self) -> dict[str, int]:
         out = {}
-        for name, url in (("notifications", self.local.notification_dlq_url),
-                          ("observer", self.local.observer_dlq_url)):
+        for name, url, _ in self._dlqs():
             out[name] = int(self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
                 "ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"])
         return out
+
+
+_POWERTOOLS = {"POWERTOOLS_SERVICE_NAME": "streamwatch", "POWERTOOLS_METRICS_NAMESPACE": "streamwatch",
+               "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_TRACE_DISABLED": "true"}
+_powertools_users = {"n": 0, "saved": {}}
+_running: set[str] = set()  # the names of the sandboxes running in this process
+_exported: dict = {"by": None}  # the one sandbox whose names the process's environment holds
+_powertools_lock = threading.Lock()
+
+
+def _powertools_env(step: int) -> None:
+    """Powertools reads os.environ itself, once per process: what every sandbox sets alike (no metrics, no
+    traces, quiet logs) is set while at least one runs, and put back after the last."""
+    with _powertools_lock:
+        users = _powertools_users
+        if step > 0 and not users["n"]:
+            values = {**_POWERTOOLS, "POWERTOOLS_LOG_LEVEL": os.environ.get("STREAMWATCH_LOG_LEVEL", "CRITICAL")}
+            users["saved"] = {k: os.environ.get(k) for k in values}
+            os.environ.update(values)
+        users["n"] += step
+        if step < 0 and not users["n"]:
+            for k, v in users["saved"].items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 def attach_local_run():

@@ -1,4 +1,4 @@
-"""An embedded moto server on 127.0.0.1 (a free port), and pointing boto3 at it."""
+"""An embedded moto server on 127.0.0.1 (a free port), shared by the process, and pointing boto3 at it."""
 
 from __future__ import annotations
 
@@ -7,42 +7,97 @@ import threading
 import urllib.request
 from contextlib import contextmanager
 
+import boto3
+
 from streamwatch.runtime import aws
 
 ENV = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1",
        "AWS_SESSION_TOKEN": "local"}
 
 
+_LOCK = threading.Lock()
+_SHARED: dict = {"users": 0, "server": None, "endpoint": None}
+
+
 @contextmanager
-def moto_server():
-    """Start ThreadedMotoServer on loopback; every boto3 client made inside talks to it (AWS_ENDPOINT_URL)."""
+def shared_server():
+    """One ThreadedMotoServer on loopback (a free port) for the whole process, however many use it at once: moto
+    keeps its state per process, so a second server would see (and its reset would wipe) the first one's. The first
+    user starts it from a clean account; the last one stops it. Yields the endpoint; the environment is untouched."""
     import logging
 
     from moto.server import ThreadedMotoServer
 
-    _match_s3_filters_as_aws()
-    _isolate_dynamodb_transactions()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    # Servers in one process share moto's state: start from a clean account.
-    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"),
-                           timeout=10).read()
-    saved = {k: os.environ.get(k) for k in [*ENV, "AWS_ENDPOINT_URL"]}
-    os.environ.update(ENV)
-    os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
-    aws.reset()
+    with _LOCK:
+        if not _SHARED["users"]:
+            _match_s3_filters_as_aws()
+            _isolate_dynamodb_transactions()
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+            server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            server.start()
+            host, port = server.get_host_and_port()
+            endpoint = f"http://{host}:{port}"
+            urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"),
+                                   timeout=10).read()
+            _SHARED.update(server=server, endpoint=endpoint)
+        _SHARED["users"] += 1
+        endpoint = _SHARED["endpoint"]
     try:
-        yield os.environ["AWS_ENDPOINT_URL"]
+        yield endpoint
     finally:
-        server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        with _LOCK:
+            _SHARED["users"] -= 1
+            if not _SHARED["users"]:
+                _SHARED["server"].stop()
+                _SHARED.update(server=None, endpoint=None)
+
+
+@contextmanager
+def moto_server():
+    """The shared server, with the process's environment pointed at it: every boto3 client made inside talks to it
+    (AWS_ENDPOINT_URL). For tests and benchmarks of one component; a Sandbox leaves os.environ alone."""
+    with shared_server() as endpoint:
+        saved = {k: os.environ.get(k) for k in [*ENV, "AWS_ENDPOINT_URL"]}
+        os.environ.update(ENV)
+        os.environ["AWS_ENDPOINT_URL"] = endpoint
         aws.reset()
+        try:
+            yield endpoint
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            aws.reset()
+
+
+class RawBody:
+    """The raw body botocore reads from a response a hook makes up (an emulated service's answer)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **kwargs):
+        yield self.data
+
+
+class Session(boto3.Session):
+    """A boto3 session whose clients and resources talk to one endpoint, with the server's credentials: a local
+    run's, made without touching the process's environment."""
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__(aws_access_key_id=ENV["AWS_ACCESS_KEY_ID"], aws_secret_access_key=ENV["AWS_SECRET_ACCESS_KEY"],
+                         aws_session_token=ENV["AWS_SESSION_TOKEN"], region_name=ENV["AWS_DEFAULT_REGION"])
+        self.endpoint = endpoint
+
+    def client(self, *args, **kwargs):
+        kwargs["endpoint_url"] = kwargs.get("endpoint_url") or self.endpoint
+        return super().client(*args, **kwargs)
+
+    def resource(self, *args, **kwargs):
+        kwargs["endpoint_url"] = kwargs.get("endpoint_url") or self.endpoint
+        return super().resource(*args, **kwargs)
 
 
 def _match_s3_filters_as_aws() -> None:

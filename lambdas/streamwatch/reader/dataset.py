@@ -13,6 +13,7 @@ from pathlib import Path
 import obstore
 from obstore.store import S3Store
 
+from streamwatch.core import scope
 from streamwatch.core.backoff import CLIENT
 from streamwatch.reader.files import FileSink, _FilesUnder
 from streamwatch.reader.objects import (
@@ -261,7 +262,7 @@ def _run(jobs: list[Callable[[], None]], threads: int) -> None:
                 return
             job()
 
-    workers = [threading.Thread(target=work, name=f"reader-{i}", daemon=True) for i in range(threads)]
+    workers = [threading.Thread(target=scope.bound(work), name=f"reader-{i}", daemon=True) for i in range(threads)]
     for worker in workers:
         worker.start()
     for worker in workers:

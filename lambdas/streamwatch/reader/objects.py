@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ from obstore.exceptions import BaseError as StoreError
 from obstore.exceptions import GenericError
 from obstore.store import S3Store
 
+from streamwatch.core import scope
 from streamwatch.core.backoff import CLIENT
 
 CHUNK = 256 << 10  # bytes per piece of a streamed body (1 MiB pieces: ~1.5x the peak memory, no faster)
@@ -124,18 +124,20 @@ class LineCountSink(Sink):
 
 # --- the store: credentials, region and endpoint as boto3 resolves them -----------------------------------------
 def resolve_endpoint(endpoint_url: str | None = None) -> str | None:
-    return endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+    environ = scope.environ()
+    return endpoint_url or environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL") or None
 
 
 def make_store(bucket: str, endpoint_url: str | None = None) -> S3Store:
     """One S3Store per bucket, endpoint and credential environment (cached: its connection pool is reused)."""
-    env = tuple(os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                                            "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"))
-    return _store(bucket, resolve_endpoint(endpoint_url), env)
+    environ = scope.environ()  # the process's; a local run's own (core/scope.py)
+    env = tuple(environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                                         "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"))
+    return _store(bucket, resolve_endpoint(endpoint_url), env, scope.session())
 
 
 @functools.lru_cache(maxsize=32)
-def _store(bucket: str, endpoint: str | None, env: tuple) -> S3Store:
+def _store(bucket: str, endpoint: str | None, env: tuple, session=None) -> S3Store:
     access_key, secret_key, token, region, default_region, _profile = env
     config: dict = {"region": region or default_region}
     provider = None
@@ -147,7 +149,7 @@ def _store(bucket: str, endpoint: str | None, env: tuple) -> S3Store:
         import boto3
         from obstore.auth.boto3 import Boto3CredentialProvider
 
-        session = boto3.Session()
+        session = session or boto3.Session()
         if session.get_credentials() is None:
             raise ReadError("NoCredentials: no AWS credentials in the environment, profile or instance role",
                             "NoCredentials")
@@ -237,7 +239,8 @@ def _list_with_s3(bucket: str, prefix: str, endpoint_url: str | None) -> list[Ob
     from botocore.config import Config
 
     from streamwatch.core.backoff import RETRIES
-    client = boto3.client("s3", endpoint_url=endpoint_url, config=Config(retries=RETRIES))
+    client = (scope.session() or boto3).client("s3", endpoint_url=endpoint_url or scope.endpoint_url(),
+                                               config=Config(retries=RETRIES))
     out = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         out += [ObjectInfo(o["Key"], o["Size"], o.get("ETag", "")) for o in page.get("Contents", [])]

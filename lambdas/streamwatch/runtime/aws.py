@@ -1,4 +1,5 @@
-"""AWS clients: one per service and process, botocore standard retries, a pool sized for the work."""
+"""AWS clients: one per service, session and pool size, botocore standard retries. The session is the scope's
+(core/scope.py): boto3's default in Lambda, a local run's own in the sandbox."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import functools
 import boto3
 from botocore.config import Config
 
+from streamwatch.core import scope
 from streamwatch.core.backoff import RETRIES
 
 # PutEvents is bounded (limits.PUBLISH_BUDGET_S): 3 attempts x (1 s connect + 4 s read) + standard mode's
@@ -14,15 +16,19 @@ from streamwatch.core.backoff import RETRIES
 BOUNDED = {"events": {"retries": {"mode": "standard", "max_attempts": 3}, "connect_timeout": 1, "read_timeout": 4}}
 
 
-@functools.cache
 def client(service: str, max_pool_connections: int = 10):
+    return _client(scope.session(), scope.endpoint_url(), service, max_pool_connections)
+
+
+@functools.cache
+def _client(session, endpoint: str | None, service: str, max_pool_connections: int):
     options = {"retries": RETRIES, "connect_timeout": 5, "read_timeout": 30, **BOUNDED.get(service, {})}
     config = Config(max_pool_connections=max_pool_connections, **options)
-    return boto3.client(service, config=config)  # AWS_ENDPOINT_URL points it at a local server
+    return (session or boto3).client(service, config=config, endpoint_url=endpoint)
 
 
 def reset() -> None:
     """Forget cached clients (tests and the sandbox point them at a new endpoint)."""
-    from streamwatch.state.store import dynamodb_table
-    client.cache_clear()
-    dynamodb_table.cache_clear()
+    from streamwatch.state.base import forget_tables
+    _client.cache_clear()
+    forget_tables()

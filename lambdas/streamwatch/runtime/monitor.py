@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from streamwatch.core import clock, envelope
+from streamwatch.core import clock, envelope, scope
 from streamwatch.core.events import parse_iso
 from streamwatch.core.ids import valid_dataset_id, valid_field_value
 from streamwatch.core.policy import Policy
@@ -253,7 +253,7 @@ class Monitor:
         if len(items) <= 1:
             return [fn(i) for i in items]
         with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(items))) as pool:
-            return list(pool.map(fn, items))
+            return list(pool.map(scope.bound(fn), items))
 
     # --- Firehose's error output ------------------------------------------------------------------------
     def _count_errors(self, errors: list[ObjectCreated], owners: dict, now: float, result: MonitorResult) -> set[str]:

@@ -12,6 +12,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from streamwatch.core import scope
 from streamwatch.core.backoff import RETRIES, TRANSACTION
 from streamwatch.state.layout import dataset_key
 
@@ -22,10 +23,18 @@ BOTOCORE_RETRIED = {"ThrottlingException", "ProvisionedThroughputExceededExcepti
 log = logging.getLogger(__name__)
 
 
-@functools.cache
 def dynamodb_table(name: str):
-    """The table's boto3 resource, one per process (runtime/aws.reset forgets it with the clients)."""
-    return boto3.resource("dynamodb", config=Config(retries=RETRIES)).Table(name)
+    """The table's boto3 resource, one per process and scope (runtime/aws.reset forgets it with the clients)."""
+    return _table(scope.session(), scope.endpoint_url(), name)
+
+
+@functools.cache
+def _table(session, endpoint: str | None, name: str):
+    return (session or boto3).resource("dynamodb", config=Config(retries=RETRIES), endpoint_url=endpoint).Table(name)
+
+
+def forget_tables() -> None:
+    _table.cache_clear()
 
 
 def cancellation_codes(exc: ClientError) -> list[str]:
