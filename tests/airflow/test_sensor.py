@@ -14,6 +14,7 @@ from airflow.sdk.exceptions import TaskDeferred
 from streamwatch.airflow._compat import AirflowFailException
 from streamwatch.airflow.sensors import StreamwatchDatasetSensor
 from streamwatch.airflow.triggers import StreamwatchDatasetTrigger
+from streamwatch.core import scope
 from streamwatch.core.settings import Settings
 from streamwatch.local.sandbox import Sandbox
 from tests.airflow.conftest import DAGS, import_string
@@ -121,6 +122,20 @@ def test_a_window_outside_the_rule_fails_the_task_clearly():
         sensor.execute({})
     # Then the task fails before any AWS call, naming the id
     assert "2026-11-24T23:30" in str(error.value)
+
+
+def test_no_deployment_at_all_fails_the_task_saying_what_to_pass(monkeypatch):
+    # Given a worker whose environment names no stack and no local run (outside any local run's scope), and a
+    # sensor given neither
+    for name in ("STREAMWATCH_STACK", "STREAMWATCH_RES_TABLE"):
+        monkeypatch.delenv(name, raising=False)
+    sensor = StreamwatchDatasetSensor(task_id="wait", dataset_id="alpha", aws_conn_id=None)
+    # When it runs
+    with scope.entered(None), pytest.raises(AirflowFailException) as error:
+        sensor.execute({})
+    # Then the task fails at once with the sensor's own words: stack= or table=
+    assert str(error.value) == ("streamwatch: no deployment given: pass stack='<name>' (or set STREAMWATCH_STACK on "
+                                "the workers), or table='<the state table>'")
 
 
 def test_a_missing_connection_is_named(sandbox):

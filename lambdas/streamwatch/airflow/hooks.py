@@ -7,27 +7,18 @@ aiobotocore, whose botocore pin would move an existing Airflow's botocore on ins
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 from streamwatch.airflow._compat import AirflowFailException, not_found_errors
-from streamwatch.client.deployment import STACK_ENV, Deployment
+from streamwatch.client.deployment import STACK_ENV, Deployment, DeploymentNotFound
 from streamwatch.core.errors import InputError, NotFound
-from streamwatch.core.events import FAILED, OVERDUE, READY, STALLED
 from streamwatch.core.ids import check_dataset_id
 from streamwatch.core.rules import RuleError
-from streamwatch.core.settings import RESOURCE_ENV_PREFIX, Resources, Settings, SettingsError
+from streamwatch.core.settings import Resources, Settings, SettingsError
 from streamwatch.runtime import publishing
-from streamwatch.runtime.chain import policy_of
-from streamwatch.state.store import FAILED as FAILED_STATUS
-from streamwatch.state.store import READY as READY_STATUS
-from streamwatch.state.store import STALLED as STALLED_STATUS
 from streamwatch.state.store import State, Store
-
-# a state item's status -> the event the sensor resumes with
-TERMINAL = {READY_STATUS: READY, FAILED_STATUS: FAILED, STALLED_STATUS: STALLED}
 
 
 @dataclass(frozen=True)
@@ -103,17 +94,14 @@ class StreamwatchHook:
         """As the CLI finds it: the table (and bucket, settings) given, a stack's outputs (DescribeStacks through
         the connection; `stack`, or STREAMWATCH_STACK), or the environment of a local run."""
         try:
-            if table:
-                given = Settings.from_mapping(settings or {})
-                return Deployment(given, Resources(table=table, bucket=bucket or "", stream="", observer_queue_url="",
-                                                   notification_queue_url="", event_bus=""), "given")
-            stack = stack or os.environ.get(STACK_ENV)
-            if stack:
-                return Deployment.from_stack(stack, cloudformation=self.aws(client_type="cloudformation").conn)
-            if os.environ.get(f"{RESOURCE_ENV_PREFIX}TABLE"):  # a worker inside a local run (tests, the demo)
-                return Deployment.from_env()
-            raise InputError(f"no deployment given: pass stack='<name>' (or set {STACK_ENV} on the workers), or "
-                             "table='<the state table>'")
+            given = Resources(table=table, bucket=bucket or "", stream="", observer_queue_url="",
+                              notification_queue_url="", event_bus="") if table else None
+            return Deployment.resolve(stack=stack, resources=given,
+                                      settings=Settings.from_mapping(settings or {}) if table else None,
+                                      cloudformation=lambda: self.aws(client_type="cloudformation").conn)
+        except DeploymentNotFound:
+            raise AirflowFailException(f"streamwatch: no deployment given: pass stack='<name>' (or set {STACK_ENV} "
+                                       "on the workers), or table='<the state table>'") from None
         except (InputError, NotFound, SettingsError) as exc:
             raise AirflowFailException(f"streamwatch: {exc}") from None
 
@@ -127,15 +115,6 @@ class StreamwatchHook:
 
 def judge(state: State | None, target: Target, *, overdue_seen: bool = False) -> dict | None:
     """The event a waiting task resumes with, or None to wait on: the dataset's declaration (Ready, Failed,
-    Stalled) with the detail its event carries, or Overdue once. Pure apart from building the detail."""
-    if state is None:
-        return None
-    detail_type = TERMINAL.get(state.status)
-    if detail_type is None and state.overdue_ts is not None and not overdue_seen:
-        detail_type = OVERDUE
-    if detail_type is None:
-        return None
-    settings = Settings.from_mapping(target.settings)
-    body = publishing.detail(state, bucket=target.bucket, rules=settings.rules,
-                             policy=policy_of(settings, state.rule), detail_type=detail_type)
-    return {"status": publishing.KIND_OF[detail_type], "detail_type": detail_type, "detail": body}
+    Stalled) with the detail its event carries, or Overdue once (runtime/publishing.declared_event)."""
+    return publishing.declared_event(state, bucket=target.bucket, settings=Settings.from_mapping(target.settings),
+                                     overdue_seen=overdue_seen)

@@ -33,12 +33,18 @@ from streamwatch.core.events import (  # re-exported: publishing.READY, publishi
 )
 from streamwatch.core.policy import Policy
 from streamwatch.core.rules import RuleError, RuleSet
+from streamwatch.core.settings import Settings
 from streamwatch.runtime import aws
+from streamwatch.runtime.chain import policy_of
 from streamwatch.runtime.detail import DatasetDetail
+from streamwatch.state.store import FAILED as FAILED_STATUS
+from streamwatch.state.store import READY as READY_STATUS
+from streamwatch.state.store import STALLED as STALLED_STATUS
 from streamwatch.state.store import State
 
 __all__ = ["AMENDED", "DETAIL_TYPES", "FAILED", "KIND_OF", "OVERDUE", "READY", "SOURCE", "STALLED", "TYPE_OF",
-           "PublishError", "detail", "iso", "parse_iso", "prefix_of", "publish"]
+           "PublishError", "declared_event", "detail", "iso", "parse_iso", "prefix_of", "publish"]
+DECLARED_TYPE = {READY_STATUS: READY, FAILED_STATUS: FAILED, STALLED_STATUS: STALLED}
 log = logging.getLogger(__name__)
 
 
@@ -80,6 +86,22 @@ def detail(state: State, *, bucket: str, rules: RuleSet, policy: Policy, detail_
                        "duplicates": state.duplicates if counted else None,
                        "foreign": state.foreign if counted else None, "error_output": state.error_records},
         **extra).body()
+
+
+def declared_event(state: State | None, *, bucket: str, settings: Settings, overdue_seen: bool = True) -> dict | None:
+    """The event a dataset's state stands for, for whoever asks after it was published (a waiting Airflow task, a
+    Step Functions task that registers late): its declaration (Ready, Failed, Stalled) with the detail its event
+    carried, or, unless `overdue_seen`, Overdue; None while it is open. {"status", "detail_type", "detail"}."""
+    if state is None:
+        return None
+    detail_type = DECLARED_TYPE.get(state.status)
+    if detail_type is None and state.overdue_ts is not None and not overdue_seen:
+        detail_type = OVERDUE
+    if detail_type is None:
+        return None
+    body = detail(state, bucket=bucket, rules=settings.rules, policy=policy_of(settings, state.rule),
+                  detail_type=detail_type)
+    return {"status": KIND_OF[detail_type], "detail_type": detail_type, "detail": body}
 
 
 def publish(bus: str, detail_type: str, body: dict, *, attempts: int = 5, until: float | None = None,
