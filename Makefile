@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 VENV_CHECKOV := .venv-checkov
 VENV_AIRFLOW := .venv-airflow
-TEMPLATES := cdk.out/Streamwatch.template.json cdk.out/existing/OrdersPipeline.template.json
+TEMPLATES := cdk.out/Streamwatch.template.json cdk.out/existing/OrdersPipeline.template.json \
+	cdk.out/stepfunctions/OrdersWorkflow.template.json
 PYTEST := $(BIN)/python -m pytest -n 2 --durations=12 --ignore=tests/airflow
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
@@ -38,9 +39,11 @@ airflow: .airflow-stamp ## Airflow 3 in its own venv (.venv-airflow), pinned by 
 	$(VENV_AIRFLOW)/bin/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
-synth: setup ## the example app (cdk.out/) and examples/existing_pipeline (cdk.out/existing/), through cdk-nag (findings fail synth)
+synth: setup ## the example app (cdk.out/), examples/existing_pipeline and examples/step_functions, through cdk-nag (findings fail synth)
 	npx cdk synth --quiet
 	cd examples/existing_pipeline && CDK_OUTDIR=$(CURDIR)/cdk.out/existing PYTHONPATH=$(CURDIR)/lambdas \
+		$(CURDIR)/$(BIN)/python app.py
+	cd examples/step_functions && CDK_OUTDIR=$(CURDIR)/cdk.out/stepfunctions PYTHONPATH=$(CURDIR)/lambdas \
 		$(CURDIR)/$(BIN)/python app.py
 
 lint: synth checkov ## ruff and the rooms' import contracts (pyproject.toml) on the code; cfn-lint, then checkov, on both templates

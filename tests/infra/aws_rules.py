@@ -239,3 +239,41 @@ def no_credentials_in_environment(template: dict) -> list[str]:
             if CREDENTIAL_URL.search(text) or (key.endswith(("_URL", "_WEBHOOK")) and "://" in text):
                 bad.append(f"{name}: {key} looks like a URL with credentials (or a webhook URL)")
     return bad
+
+
+def _arn_text(value) -> str:
+    """A resource ARN as text, its tokens (partition, region, account) left out: `arn::glue:::catalog`."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::Join" in value:
+        return "".join(_arn_text(p) for p in value["Fn::Join"][1])
+    return ""
+
+
+GLUE_ARN = re.compile(r":glue:[^:]*:[^:]*:(catalog|database/([^/]+)|table/([^/]+)/([^/]+))$")
+
+
+@rule("glue-table-actions-name-catalog-and-database",
+      "Data Catalog resources are hierarchical, with the catalog as the root: an action on a table is authorized "
+      "on the table, its database and the catalog, so a policy must name all three",
+      "AWS Glue Developer Guide, 'Specifying AWS Glue resource ARNs' and 'Data Catalog ARNs' "
+      "(glue-specifying-resource-arns.html)")
+def glue_table_actions_name_catalog_and_database(template: dict) -> list[str]:
+    bad = []
+    for name, policy in resources(template, "AWS::IAM::Policy").items():
+        for statement in props(policy)["PolicyDocument"]["Statement"]:
+            acts = statement.get("Action") if isinstance(statement.get("Action"), list) else [statement.get("Action")]
+            if not any(str(a).startswith("glue:") for a in acts):
+                continue
+            listed = statement.get("Resource") if isinstance(statement.get("Resource"), list) else [
+                statement.get("Resource")]
+            found = [GLUE_ARN.search(_arn_text(r)) for r in listed]
+            kinds = [m.group(1) for m in found if m]
+            databases = {m.group(2) for m in found if m and m.group(2)}
+            for m in found:
+                if m and m.group(3):
+                    if "catalog" not in kinds:
+                        bad.append(f"{name}: glue actions on table {m.group(3)}.{m.group(4)} without the catalog")
+                    if m.group(3) not in databases:
+                        bad.append(f"{name}: glue actions on table {m.group(3)}.{m.group(4)} without its database")
+    return bad

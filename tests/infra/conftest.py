@@ -1,8 +1,9 @@
 """The synthesized templates every AWS-rule check runs on, made once per test run (shared by xdist workers):
 
 - `app`: the example app as `cdk synth` makes it (cdk.json's context);
-- `app-full`: the same app with every optional part on (alarm e-mail, webhook, an hourly window rule);
-- `existing`: examples/existing_pipeline, the construct on a bucket and stream that already exist.
+- `app-full`: the same app with every optional part on (alarm e-mail, webhook, an hourly window rule with a Glue table);
+- `existing`: examples/existing_pipeline, the construct on a bucket and stream that already exist;
+- `stepfunctions`: examples/step_functions, a state machine that waits for a dataset.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 FULL = {"alarm_email": "ops@example.com", "callback_url": "https://hooks.example.com/streamwatch",
         "datasets": json.dumps([{"pattern": "data/dataset={dataset_id}/", "name": "main"},
-                                {"pattern": "hourly/{yyyy}/{MM}/{dd}/{HH}/", "name": "hourly", "emit_empty": True}])}
+                                {"pattern": "hourly/{yyyy}/{MM}/{dd}/{HH}/", "name": "hourly", "emit_empty": True,
+                                 "catalog": {"database": "web_logs", "table": "hourly", "new_database": True,
+                                             "columns": [{"name": "event", "type": "bigint"}]}}])}
 APPS = {  # name -> (directory, stack, extra context)
     "app": (ROOT, "Streamwatch", {}),
     "app-full": (ROOT, "Streamwatch", FULL),
     "existing": (ROOT / "examples" / "existing_pipeline", "OrdersPipeline", {}),
+    "stepfunctions": (ROOT / "examples" / "step_functions", "OrdersWorkflow", {}),
 }
 
 

@@ -70,6 +70,13 @@ def callback_url_in_environment(t):  # main: callback_url in six functions' envi
         "https://user:s3cret@hooks.example.com/streamwatch"
 
 
+def glue_table_only(t):  # a policy naming the table alone: AWS denies the table's actions
+    for policy in resources(t, "AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if any(str(a).startswith("glue:") for a in statement["Action"]):
+                statement["Resource"] = [r for r in statement["Resource"] if "table/" in json.dumps(r)]
+
+
 FLIPS = {
     "s3-filter-encoded": ("app", raw_filter),
     "alarm-topic-allows-cloudwatch": ("app-full", tls_only_topic_policy),
@@ -78,6 +85,7 @@ FLIPS = {
     "sqs-visibility-6x-timeout": ("app", short_visibility),
     "layer-matches-function": ("app", other_runtime),
     "no-credentials-in-environment": ("app", callback_url_in_environment),
+    "glue-table-actions-name-catalog-and-database": ("app-full", glue_table_only),
 }
 
 

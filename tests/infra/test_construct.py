@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CUSTOM = Settings(buffer_interval_s=120, buffer_size_mib=100, monitor_batch_size=500, monitor_batch_window_s=7,
                   callback_url="https://hooks.example.com/streamwatch", mode="records", alarm_email="ops@example.com",
                   datasets=({"pattern": "data/dataset={dataset_id}/", "name": "main"},
-                            {"pattern": "hourly/{yyyy}/{MM}/{dd}/{HH}/", "name": "hourly", "emit_empty": True}))
+                            {"pattern": "hourly/{yyyy}/{MM}/{dd}/{HH}/", "name": "hourly", "emit_empty": True,
+                             "catalog": {"database": "web_logs", "table": "hourly"}}))
 
 
 def synth(settings: Settings) -> Template:
@@ -73,8 +74,9 @@ def test_sqs_consumers_report_partial_batch_failures_and_batch_per_settings(reso
     # Given the stack synthesized with CUSTOM settings (monitor batches of 500, a 7 s window)
     # When its event source mappings are read
     mappings = of_type(resources, "AWS::Lambda::EventSourceMapping")
-    # Then there are two, both report partial batch failures, and the monitor's batch as set
-    assert len(mappings) == 2
+    # Then there are three (monitor, observer, catalog), all report partial batch failures, and the monitor's
+    # batch is as set
+    assert len(mappings) == 3
     for m in mappings.values():
         assert m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     (mon_id, _), = function_named(resources, "monitor")
@@ -152,8 +154,8 @@ def test_functions_use_the_runtime_asset_the_layers_tracing_and_the_settings_env
     # When its streamwatch functions are read
     ours = [fn for fn in of_type(resources, "AWS::Lambda::Function").values()
             if fn["Properties"].get("Handler", "").startswith("streamwatch.")]
-    # Then there are 6, each on python3.14, traced, logging JSON, with Powertools' layer and the settings
-    assert len(ours) == 6  # producer, starter, monitor, observer, scheduler, example consumer
+    # Then there are 7, each on python3.14, traced, logging JSON, with Powertools' layer and the settings
+    assert len(ours) == 7  # producer, starter, monitor, observer, scheduler, example consumer, catalog
     for fn in ours:
         p = fn["Properties"]
         assert p["Runtime"] == "python3.14" and p["TracingConfig"] == {"Mode": "Active"}
@@ -225,6 +227,57 @@ def test_example_consumer_gets_ready_events_and_writes_only_its_markers(resource
         a.startswith("s3:PutObject") for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))]
     written = json.dumps([s["Resource"] for s in writes])
     assert "_manifest.json" in written and "_SUCCESS" in written and '/data/*"' not in written
+
+
+def test_a_rule_with_a_catalog_gets_a_ready_subscription_and_glue_rights_on_its_table_only(resources, template):
+    # Given CUSTOM's hourly rule, whose catalog is a table of the user's (web_logs.hourly)
+    (fn_id, fn), = function_named(resources, "catalog")
+    # When the catalog function, its queue, its subscription and its role are read
+    (mapping,) = [m["Properties"] for m in of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+                  if m["Properties"]["FunctionName"] == {"Ref": fn_id}]
+    queue = mapping["EventSourceArn"]["Fn::GetAtt"][0]
+    # Then a rule on the bus sends it the Readys of that rule only, to its queue, retried for a day, with a DLQ
+    template.has_resource_properties("AWS::Events::Rule", {
+        "EventPattern": {"source": ["streamwatch"], "detail-type": ["Dataset Ready"], "detail": {"rule": ["hourly"]}},
+        "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [queue, "Arn"]}, "DeadLetterConfig": Match.any_value(),
+                                       "RetryPolicy": {"MaximumRetryAttempts": 185,
+                                                       "MaximumEventAgeInSeconds": 86400}})]})
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # And its role may create partitions and read the table, on the catalog, that database and that table only
+    glue = [s for s in policy_statements_of(resources, fn_id) if any(a.startswith("glue:") for a in s["Action"])]
+    assert [sorted(s["Action"]) for s in glue] == [["glue:BatchCreatePartition", "glue:GetTable"]]
+    named = [json.dumps(r) for r in glue[0]["Resource"]]
+    assert [n.rsplit(":", 1)[-1].rstrip('"]}') for n in named] == ["catalog", "database/web_logs",
+                                                                   "table/web_logs/hourly"]
+    # And no table is created: the user's is used as it is
+    assert not of_type(resources, "AWS::Glue::Table")
+
+
+def test_a_rule_that_gives_columns_gets_its_table_partitioned_by_its_fields():
+    # Given an hourly rule whose catalog gives columns and asks for its database
+    settings = Settings(datasets=({"pattern": "logs/{source}/{yyyy}/{MM}/{dd}/{HH}/", "name": "web", "catalog": {
+        "database": "web_logs", "table": "web", "new_database": True, "columns": [{"name": "n", "type": "int"}]}},))
+    # When the stack is synthesized
+    template = synth(settings)
+    # Then the database and an external JSON table exist, partitioned by the rule's fields, over its prefix
+    template.has_resource_properties("AWS::Glue::Database", {"DatabaseInput": {"Name": "web_logs"}})
+    template.has_resource_properties("AWS::Glue::Table", {"DatabaseName": "web_logs", "TableInput": Match.object_like({
+        "Name": "web", "TableType": "EXTERNAL_TABLE",
+        "PartitionKeys": [{"Name": k, "Type": "string"} for k in ("source", "year", "month", "day", "hour")],
+        "StorageDescriptor": Match.object_like({"Columns": [{"Name": "n", "Type": "int"}], "SerdeInfo": {
+            "SerializationLibrary": "org.openx.data.jsonserde.JsonSerDe",
+            "Parameters": {"ignore.malformed.json": "true"}}})})})
+
+
+def test_two_rules_naming_one_catalog_table_fail_synth_clearly():
+    # Given two rules whose catalogs name the same table
+    same = {"database": "logs", "table": "web"}
+    settings = Settings(datasets=({"pattern": "a/{x}/", "name": "a", "catalog": same},
+                                  {"pattern": "b/{x}/", "name": "b", "catalog": same}))
+    # When the stack is synthesized
+    # Then synth fails, saying why
+    with pytest.raises(Exception, match="two dataset rules name the same catalog table"):
+        synth(settings)
 
 
 def test_window_rules_get_a_schedule_and_the_heartbeat_runs(resources):

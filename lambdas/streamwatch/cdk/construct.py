@@ -21,6 +21,7 @@ from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_kms as kms
@@ -30,18 +31,23 @@ from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from streamwatch.cdk.bundling import dependency_layer_code, producer_code
 from streamwatch.cdk.nag import acknowledge
 from streamwatch.cdk.operations import Operations
 from streamwatch.cdk.parts import ARCHITECTURE, RUNTIME, QueueWithDlq, StreamwatchFunction
-from streamwatch.core.events import DETAIL_TYPES, READY, SOURCE
+from streamwatch.core.catalog import location_of, ready_pattern, table_input
+from streamwatch.core.events import DETAIL_TYPES, READY, SOURCE, waits_pattern
 from streamwatch.core.limits import (
     DEPENDENCY_LAYER,
     FUNCTIONS,
+    GLUE_ACTIONS,
     IDEMPOTENCY_ACTIONS,
     OBSERVER_VISIBILITY_S,
+    STATES_ACTIONS,
     TABLE_ACTIONS,
     notification_visibility_s,
 )
@@ -247,6 +253,8 @@ class Streamwatch(Construct):
         self.webhook_dlq = self._webhook(settings.callback_url) if settings.callback_url else None
         self.consumer, self.consumer_dlq = (self._example_consumer(settings, resources)
                                             if settings.example_consumer else (None, None))
+        self.catalog, self.catalog_queues = self._catalog(settings, resources)
+        self.waits, self.waits_queues = None, None  # made by the first wait_for_dataset_task
 
         self._writers_only(settings)
 
@@ -498,6 +506,97 @@ class Streamwatch(Construct):
                                              max_event_age=Duration.hours(6)), READY)
         return fn, dlq.queue
 
+    def _catalog(self, settings: Settings, resources: Resources):
+        """Rules with a catalog: a rule on Dataset Ready of those rules -> a queue -> the catalog function, which
+        registers the dataset as its partition (runtime/catalog.py). It starts after the Ready is out, so it never
+        delays or repeats one; a message that keeps failing ends in the queue's DLQ (alarmed). Tables the rules give
+        columns for are created here (with their database when `new_database`)."""
+        rules = [r for r in settings.rules.rules if r.catalog is not None]
+        if not rules:
+            return None, None
+        stack = Stack.of(self)
+        tables = sorted({(r.catalog.database, r.catalog.table) for r in rules})
+        if len(tables) < len(rules):
+            raise SettingsError("two dataset rules name the same catalog table: give each rule its own table (a "
+                                "partition's keys are its rule's fields)")
+        created_databases = {}
+        for rule in rules:
+            catalog = rule.catalog
+            if catalog.new_database and catalog.database not in created_databases:
+                created_databases[catalog.database] = glue.CfnDatabase(
+                    self, f"CatalogDatabase{len(created_databases) + 1}", catalog_id=stack.account,
+                    database_input=glue.CfnDatabase.DatabaseInputProperty(name=catalog.database))
+            if catalog.creates_table:
+                table = glue.CfnTable(self, f"CatalogTable-{rule.name}", catalog_id=stack.account,
+                                      database_name=catalog.database,
+                                      table_input=glue.CfnTable.TableInputProperty(name=catalog.table))
+                table.add_property_override("TableInput", table_input(
+                    catalog, rule.fields, location_of(self.bucket.bucket_name, rule.literal_prefix)))
+                if catalog.database in created_databases:
+                    table.add_dependency(created_databases[catalog.database])
+        queues = QueueWithDlq(self, "CatalogQueue",
+                              visibility_timeout=Duration.seconds(6 * FUNCTIONS["Catalog"].timeout_s))
+        fn = self._function("Catalog", settings=settings, resources=resources).function
+        fn.add_event_source(sources.SqsEventSource(queues.queue, batch_size=10, report_batch_item_failures=True))
+        glue_arn = f"arn:{stack.partition}:glue:{stack.region}:{stack.account}"
+        fn.add_to_role_policy(iam.PolicyStatement(actions=list(GLUE_ACTIONS), resources=[
+            f"{glue_arn}:catalog", *sorted({f"{glue_arn}:database/{db}" for db, _ in tables}),
+            *(f"{glue_arn}:table/{db}/{name}" for db, name in tables)]))
+        pattern = ready_pattern([r.name for r in rules])
+        events.Rule(self, "CatalogReady", event_bus=self.event_bus,
+                    description="Dataset Ready of rules with a Glue table -> the catalog function",
+                    event_pattern=events.EventPattern(source=pattern["source"], detail_type=pattern["detail-type"],
+                                                      detail=pattern["detail"]),
+                    targets=[targets.SqsQueue(queues.queue, dead_letter_queue=queues.dlq, retry_attempts=185,
+                                              max_event_age=Duration.hours(24))])
+        return fn, queues
+
+    def wait_for_dataset_task(self, scope: Construct, id: str, *, dataset_id: str,
+                              timeout: Duration | None = None, **kwargs) -> tasks.SqsSendMessage:
+        """A Step Functions state that waits until the dataset is declared (docs/step-functions.md): a
+        `.waitForTaskToken` SendMessage of {dataset_id, task token} to the waits queue. Ready resumes it with
+        {"detail_type", "detail"} as its output; Failed or Stalled fail it (`streamwatch.DatasetFailed`,
+        `streamwatch.DatasetStalled`, the reason as the cause); a dataset declared already answers at once.
+        `dataset_id`: a literal, or `sfn.JsonPath.string_at("$.dataset_id")`. `timeout`: how long the workflow
+        waits at most (the task's TimeoutSeconds; Step Functions allows up to a year). Grant the state machine
+        with `grant_wait`."""
+        self._waits()
+        return tasks.SqsSendMessage(
+            scope, id, queue=self.waits_queues.queue, integration_pattern=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+            message_body=sfn.TaskInput.from_object({"dataset_id": dataset_id, "task_token": sfn.JsonPath.task_token}),
+            task_timeout=sfn.Timeout.duration(timeout) if timeout is not None else None, **kwargs)
+
+    def grant_wait(self, state_machine: sfn.IStateMachine) -> None:
+        """What a state machine with wait_for_dataset_task states needs: sending to the waits queue; and the waits
+        function may answer its tasks (SendTaskSuccess, SendTaskFailure) on that state machine only."""
+        self._waits()
+        self.waits_queues.queue.grant_send_messages(state_machine)
+        self.waits.add_to_role_policy(iam.PolicyStatement(actions=list(STATES_ACTIONS),
+                                                          resources=[state_machine.state_machine_arn]))
+
+    def _waits(self) -> None:
+        """The waits queue (registrations, and by a rule on the bus the events that answer them) and its function."""
+        if self.waits is not None:
+            return
+        settings = self.settings
+        self.waits_queues = QueueWithDlq(self, "WaitsQueue",
+                                         visibility_timeout=Duration.seconds(6 * FUNCTIONS["Waits"].timeout_s))
+        self.waits = self._function("Waits", settings=settings, resources=self.resources).function
+        self.waits.add_event_source(sources.SqsEventSource(self.waits_queues.queue, batch_size=10,
+                                                           report_batch_item_failures=True))
+        self.table.grant(self.waits, *TABLE_ACTIONS["Waits"])
+        pattern = waits_pattern()
+        events.Rule(self, "WaitsEvents", event_bus=self.event_bus,
+                    description="Dataset Ready, Failed, Stalled -> the tasks waiting for them",
+                    event_pattern=events.EventPattern(source=pattern["source"], detail_type=pattern["detail-type"]),
+                    targets=[targets.SqsQueue(self.waits_queues.queue, dead_letter_queue=self.waits_queues.dlq,
+                                              retry_attempts=185, max_event_age=Duration.hours(24))])
+        if self.operations is not None:
+            self.operations.waits(self)
+        if getattr(self, "_outputs_made", None):  # the Queues output, made already, names the waits queue too
+            self._queues["waits"] = {"queue": self.waits_queues.queue.queue_url, "dlq": self.waits_queues.dlq.queue_url}
+            self._outputs_made["Queues"].value = Stack.of(self).to_json_string(self._queues)
+
     # --- what clients read ----------------------------------------------------------------------------------
     def _outputs(self) -> None:
         stack = Stack.of(self)
@@ -509,6 +608,9 @@ class Streamwatch(Construct):
             queues["webhook"] = {"dlq": self.webhook_dlq.queue_url}
         if self.scheduler is not None:
             queues["scheduler"] = {"dlq": self.scheduler_failures.queue.queue_url}
+        if self.catalog_queues is not None:
+            queues["catalog"] = {"queue": self.catalog_queues.queue.queue_url, "dlq": self.catalog_queues.dlq.queue_url}
+        self._queues = queues  # wait_for_dataset_task adds the waits queue after this (see _waits)
         queues["producer"] = {"dlq": self.producer_failures.queue.queue_url}
         settings_json = stack.to_json_string(self.settings.changed())
         if len(str(self.settings.changed())) > MAX_OUTPUT_CHARS:
@@ -520,5 +622,5 @@ class Streamwatch(Construct):
                   "ObserverDlq": self.observer_dlq.queue_url, "EventBus": self.event_bus.event_bus_name,
                   "StarterFunction": self.starter.function_name,
                   "Settings": settings_json, "Queues": stack.to_json_string(queues)}
-        for name, value in values.items():
-            cdk.CfnOutput(self, f"{name}Output", value=value, key=name)
+        self._outputs_made = {name: cdk.CfnOutput(self, f"{name}Output", value=value, key=name)
+                              for name, value in values.items()}

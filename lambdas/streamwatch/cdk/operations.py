@@ -29,7 +29,7 @@ from cdk_monitoring_constructs import (
 )
 from constructs import Construct
 
-from streamwatch.core.limits import OBSERVER_VISIBILITY_S
+from streamwatch.core.limits import FUNCTIONS, MAX_RECEIVE_COUNT, OBSERVER_VISIBILITY_S
 from streamwatch.core.settings import SQS_MAX_DELAY_S, Settings
 
 GT = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
@@ -45,6 +45,11 @@ DOMAIN = {  # the handlers' metrics (Powertools EMF): what each alarm on them me
                                "event_id follows (consumers drop it by event_id)",
     "ErrorOutputRecordsUnattributed": "records in Firehose's error output that name no dataset: some dataset may "
                                       "be missing records without failing",
+}
+CATALOG = {  # the catalog function's: a partition that cannot be registered until someone acts
+    "CatalogTableMissing": "a rule's Glue table (or database) does not exist: its Readys are retried, then kept in "
+                           "the catalog DLQ; create the table, then redrive (streamwatch dlq)",
+    "CatalogTableMismatch": "a rule's Glue table has partition keys that are not the rule's fields",
 }
 BREACHING, NOT_BREACHING = cloudwatch.TreatMissingData.BREACHING, cloudwatch.TreatMissingData.NOT_BREACHING
 # "delivered but not counted": two consecutive windows this long in which Firehose delivered records and the monitor
@@ -64,6 +69,9 @@ def alarm_thresholds(settings: Settings) -> dict[str, float]:
         # every observing chain ticks at least every SQS max delay; a redelivery takes a visibility timeout more
         "chain_silence_s": SQS_MAX_DELAY_S + OBSERVER_VISIBILITY_S + 300,
         "delivery_success_min": 1,
+        # a Ready waits for the catalog at most the retries of a failing message (visibility x receive count)
+        "catalog_message_age_s": 6 * FUNCTIONS["Catalog"].timeout_s * MAX_RECEIVE_COUNT,
+        "waits_message_age_s": 6 * FUNCTIONS["Waits"].timeout_s * MAX_RECEIVE_COUNT,
     }
 
 
@@ -100,6 +108,7 @@ class Operations(Construct):
                 add_dead_letter_queue_max_size_alarm={"Critical": MaxMessageCountThreshold(max_message_count=0)},
                 add_queue_max_message_age_alarm={"Warning": MaxMessageAgeThreshold(max_age_in_seconds=max_age_s)})
         service = watch.service_name
+        self._functions, self._queue_with_dlq = functions, queue_with_dlq
 
         def domain(name: str) -> cloudwatch.Metric:
             return cloudwatch.Metric(namespace="streamwatch", metric_name=name, statistic="Sum", period=PERIOD,
@@ -194,6 +203,18 @@ class Operations(Construct):
                 facade.monitor_sqs_queue(queue=dlq, alarm_friendly_name=name, human_readable_name=name,
                                          add_queue_max_size_alarm={
                     "Critical": MaxMessageCountThreshold(max_message_count=0)})
+        if watch.catalog is not None:
+            queue_with_dlq(watch.catalog_queues.queue, watch.catalog_queues.dlq, "CatalogQueue",
+                           "Readys for the Glue catalog (catalog queue)", t["catalog_message_age_s"])
+            functions((watch.catalog, "Catalog"))
+            custom("Catalog", *((domain(name), name, 0, GT, why) for name, why in CATALOG.items()))
         if watch.consumer is not None:
             facade.monitor_lambda_function(lambda_function=watch.consumer, alarm_friendly_name="Consumer",
                                            human_readable_name="Example consumer", add_fault_count_alarm=zero)
+
+    def waits(self, watch) -> None:
+        """The waits function and its queue, once the first wait_for_dataset_task made them."""
+        self.facade.add_large_header("Wait: Step Functions tasks waiting for datasets")
+        self._queue_with_dlq(watch.waits_queues.queue, watch.waits_queues.dlq, "WaitsQueue",
+                             "Registrations and answers (waits queue)", self.thresholds["waits_message_age_s"])
+        self._functions((watch.waits, "Waits"))

@@ -22,3 +22,9 @@ def iso(ts: float | None) -> str | None:
 def parse_iso(text: str) -> float:
     """ISO-8601 ('Z' or offset) -> epoch seconds; the inverse of `iso` (and how S3 writes eventTime)."""
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def waits_pattern() -> dict:
+    """What the waits function hears of the bus (the construct's rule and the local run's): the events that answer
+    a waiting Step Functions task."""
+    return {"source": [SOURCE], "detail-type": [READY, FAILED, STALLED]}

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streamwatch.core import ids
+from streamwatch.core.catalog import Catalog, CatalogError, check_columns
 from streamwatch.core.errors import InputError, did_you_mean
 
 FIELD_VALUE = ids.FIELD_VALUE.pattern
@@ -69,6 +70,7 @@ class Rule:
     name: str = "default"
     overrides: tuple[tuple[str, Any], ...] = ()
     named_ids: bool = False  # set by RuleSet: ids start with the rule's name
+    catalog: Catalog | None = None  # a Glue table: each Ready dataset registered as its partition (core/catalog.py)
     fields: tuple[str, ...] = field(default=(), compare=False)  # every placeholder, in order
     regex: re.Pattern | None = field(default=None, compare=False, repr=False)
 
@@ -81,18 +83,22 @@ class Rule:
         if not isinstance(spec, dict) or not isinstance(spec.get("pattern"), str):
             raise RuleError(f"dataset rule {spec!r} is invalid: give a pattern string or an object with "
                             "'pattern' (and optionally 'name' and policy overrides)")
-        extra = set(spec) - {"pattern", "name", *OVERRIDABLE}
+        extra = set(spec) - {"pattern", "name", "catalog", *OVERRIDABLE}
         name = spec.get("name", default_name)
         if extra:
             bad = sorted(extra)[0]
             raise RuleError(f"dataset rule {name!r}: unknown key {bad!r}"
-                            f"{did_you_mean(bad, ['pattern', 'name', *OVERRIDABLE])}; allowed: pattern, name, "
-                            + ", ".join(OVERRIDABLE))
+                            f"{did_you_mean(bad, ['pattern', 'name', 'catalog', *OVERRIDABLE])}; allowed: pattern, "
+                            "name, catalog, " + ", ".join(OVERRIDABLE))
         if not isinstance(name, str) or not RULE_NAME_RE.fullmatch(name):
             raise RuleError(f"dataset rule name {name!r} is invalid: lowercase letters, digits and '-', "
                             "at most 40, e.g. 'orders'")
         overrides = tuple(sorted((k, v) for k, v in spec.items() if k in OVERRIDABLE))
-        return cls(pattern=spec["pattern"], name=name, overrides=overrides)._compiled()
+        try:
+            catalog = None if spec.get("catalog") is None else Catalog.parse(spec["catalog"], f"dataset rule {name!r}")
+        except CatalogError as exc:
+            raise RuleError(str(exc)) from None
+        return cls(pattern=spec["pattern"], name=name, overrides=overrides, catalog=catalog)._compiled()
 
     def _compiled(self) -> Rule:
         p, where = self.pattern, f"dataset rule {self.name!r} ({self.pattern!r})"
@@ -137,6 +143,11 @@ class Rule:
                             f"(an hour); got {', '.join(sorted(times))}")
         if len(names) - len(times) + (1 if times else 0) > MAX_PARTITION_KEYS:
             raise RuleError(f"{where}: Firehose partitions by at most {MAX_PARTITION_KEYS} keys")
+        if self.catalog is not None:  # its partition keys are the fields: distinct, none a column too
+            try:
+                check_columns(self.catalog, tuple(names), where)
+            except CatalogError as exc:
+                raise RuleError(str(exc)) from None
         # the object's own name follows the pattern (Firehose appends more folders or a file name)
         parts.append(r"(?P<_rest>.+)")
         object.__setattr__(self, "fields", tuple(names))
@@ -167,7 +178,13 @@ class Rule:
         return dict(self.overrides)
 
     def to_spec(self) -> dict:
-        return {"pattern": self.pattern, "name": self.name, **dict(self.overrides)}
+        catalog = {"catalog": self.catalog.to_spec()} if self.catalog is not None else {}
+        return {"pattern": self.pattern, "name": self.name, **catalog, **dict(self.overrides)}
+
+    def partition_values(self, dataset_id: str) -> list[str]:
+        """The dataset's partition in the rule's catalog table: its field values, in the pattern's order."""
+        values, _ = self.parse_id(dataset_id)
+        return [values[n] for n in self.fields]
 
     # --- keys <-> datasets ------------------------------------------------------------------------------
     def match(self, key: str) -> Match | None:
@@ -288,7 +305,7 @@ class RuleSet:
                 raise RuleError(f"dataset rule {i + 1} ({pattern!r}) needs a name: with several rules, dataset ids "
                                 "start with the rule's name so they cannot collide")
             rule = Rule.parse(spec)
-            rules.append(Rule(pattern=rule.pattern, name=rule.name, overrides=rule.overrides,
+            rules.append(Rule(pattern=rule.pattern, name=rule.name, overrides=rule.overrides, catalog=rule.catalog,
                               named_ids=several or bool(rule.time_fields))._compiled())
         names = [r.name for r in rules]
         for name in names:

@@ -34,8 +34,11 @@ SCENARIOS = {"default": DEFAULT_SCENARIO, "small": SMALL_SCENARIO, "windows": SM
 # The windows scenario: an hourly rule written by another team's stream, next to the small scenario's runs.
 # The run starts 10 minutes before an hour; the writer sends for 20 minutes (across the hour, so the first
 # hour's last object holds records that arrived after it, as Firehose stamps prefixes), then stops: three
-# windows are judged, the last one empty.
-WINDOW_RULE = {"name": "hourly", "pattern": "logs/{yyyy}/{MM}/{dd}/{HH}/", "emit_empty": True}
+# windows are judged, the last one empty. Each hour becomes a partition of a Glue table when it is Ready (the empty one
+# included: an empty partition answers a query with no rows rather than a missing hour).
+WINDOW_RULE = {"name": "hourly", "pattern": "logs/{yyyy}/{MM}/{dd}/{HH}/", "emit_empty": True,
+               "catalog": {"database": "streamwatch_demo", "table": "web_hourly", "new_database": True,
+                           "columns": [{"name": "event", "type": "bigint"}, {"name": "source", "type": "string"}]}}
 WINDOW_SPEED = 240.0
 
 
@@ -200,6 +203,7 @@ def summarize(sb: Sandbox, store: Store, ids: list[str], chaos: Chaos, expect_fa
                     landed[match.dataset_id].append(
                         written.get(obj["Key"]) or clock.get().from_wall(obj["LastModified"].timestamp()))
     states, _ = store.get_states(ids)
+    partitions = {tuple(p["Values"]): p["Location"] for table in sb.partitions().values() for p in table}
     rows = []
     for d in ids:
         state = states.get(d)
@@ -223,6 +227,10 @@ def summarize(sb: Sandbox, store: Store, ids: list[str], chaos: Chaos, expect_fa
                 problems.append(f"Ready announced {ready[0]['detail']['objects']} of {len(listing[d])} objects")
             elif latency is not None and latency < 0:
                 problems.append(f"Ready {-latency:.0f} s before the window's last object")
+            rule = sb.settings.rules.rule_for(d)
+            if rule.catalog is not None and partitions.get(tuple(rule.partition_values(d))) != (
+                    f"s3://{sb.resources.bucket}/{rule.prefix_of(d)}"):
+                problems.append(f"no partition of {rule.catalog.database}.{rule.catalog.table} for its Ready")
         elif d in expect_failed:
             if kinds.count(FAILED) != 1 or READY in kinds:
                 problems.append(f"{kinds.count(FAILED)} Failed and {kinds.count(READY)} Ready events, expected "
@@ -273,7 +281,8 @@ def summarize(sb: Sandbox, store: Store, ids: list[str], chaos: Chaos, expect_fa
             "datasets": [asdict(r) for r in rows], "dlq": dlq,
             "pollers": pollers, "chaos": asdict(chaos), "firehose_error_records": sb.firehose.errors,
             "producer_errors": unexpected, "put_retries": sum(r.retries for r in sb.reports),
-            "crashed_after_publish": len(sb.crashed_after_publish), "dlq_traces": sb.dlq_traces()}
+            "crashed_after_publish": len(sb.crashed_after_publish), "dlq_traces": sb.dlq_traces(),
+            "partitions": {t: [p["Values"] for p in ps] for t, ps in sb.partitions().items()}}
 
 
 def _amended_after_gap(ready: dict, landed: list[float], mine: list[dict], quiet_s: float) -> bool:
@@ -328,6 +337,9 @@ def print_summary(summary: dict, log=print) -> None:
         f"DynamoDB calls throttled: {summary['dynamodb_calls_throttled']}; monitor crashes mid-batch: "
         f"{summary['mid_batch_crashes']}; objects Firehose wrote twice: {summary['duplicated_objects']}; records "
         f"resent by retried producers: {summary['resent_records']}")
+    for table, partitions in summary["partitions"].items():
+        log(f"Glue table {table}: {len(partitions)} partitions, each registered when its hour was Ready: "
+            + ", ".join("/".join(v) for v in partitions))
     for error in summary["producer_errors"]:
         log(f"producer error: {error}")
     if summary["crashed_after_publish"]:

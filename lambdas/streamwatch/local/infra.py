@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import boto3
 
-from streamwatch.core.events import DETAIL_TYPES, SOURCE
+from streamwatch.core.catalog import location_of, ready_pattern, table_input
+from streamwatch.core.events import DETAIL_TYPES, SOURCE, waits_pattern
 from streamwatch.core.limits import MAX_RECEIVE_COUNT
 from streamwatch.core.s3_events import notification_filters, object_created_pattern, watched_prefixes
 from streamwatch.core.settings import Resources, Settings
@@ -39,12 +40,17 @@ class LocalStack:
     events_queue_url: str  # every event on the bus lands here
     raw_s3_queue_url: str = ""  # EventBridge mode: S3's own notifications, which the sandbox forwards as AWS would
     notifications: str = "s3"
+    catalog_queue_url: str = ""  # rules with a catalog: their Readys, for the catalog function
+    catalog_dlq_url: str = ""
 
     @property
     def queues(self) -> dict:
         """name -> {"queue", "dlq"}: what `streamwatch dlq` reads (the stack's `Queues` output)."""
-        return {"notifications": {"queue": self.notification_queue_url, "dlq": self.notification_dlq_url},
-                "observer": {"queue": self.resources.observer_queue_url, "dlq": self.observer_dlq_url}}
+        queues = {"notifications": {"queue": self.notification_queue_url, "dlq": self.notification_dlq_url},
+                  "observer": {"queue": self.resources.observer_queue_url, "dlq": self.observer_dlq_url}}
+        if self.catalog_queue_url:
+            queues["catalog"] = {"queue": self.catalog_queue_url, "dlq": self.catalog_dlq_url}
+        return queues
 
 
 def _queue_with_dlq(sqs, name: str, visibility: int) -> tuple[str, str]:
@@ -107,11 +113,34 @@ def create(settings: Settings, name: str = "streamwatch", *, visibility: int = 3
     ev.put_rule(Name=f"{name}-all", EventBusName=bus,
                 EventPattern=json.dumps({"source": [SOURCE], "detail-type": list(DETAIL_TYPES)}))
     ev.put_targets(Rule=f"{name}-all", EventBusName=bus, Targets=[{"Id": "local", "Arn": _arn(sqs, events_queue)}])
+    catalog_queue, catalog_dlq = _catalog(settings, bucket, session, sqs, ev, bus, name)
     resources = Resources(table=table, bucket=bucket, stream=f"{name}-stream", observer_queue_url=observer,
                           notification_queue_url=notification_queue, event_bus=bus, producer_function="local",
                           idempotency_table=idempotency)
     return LocalStack(resources, notification_queue, notifications_dlq, observer_dlq, events_queue, raw,
-                      notifications)
+                      notifications, catalog_queue, catalog_dlq)
+
+
+def _catalog(settings: Settings, bucket: str, session, sqs, ev, bus: str, name: str) -> tuple[str, str]:
+    """As the construct: the tables of rules that give their columns, and a rule on the bus sending the Readys of
+    rules with a catalog to the catalog function's queue."""
+    rules = [r for r in settings.rules.rules if r.catalog is not None]
+    if not rules:
+        return "", ""
+    glue = session.client("glue")
+    for rule in rules:
+        if rule.catalog.creates_table:
+            try:
+                glue.create_database(DatabaseInput={"Name": rule.catalog.database})
+            except glue.exceptions.AlreadyExistsException:
+                pass
+            glue.create_table(DatabaseName=rule.catalog.database, TableInput=table_input(
+                rule.catalog, rule.fields, location_of(bucket, rule.literal_prefix)))
+    queue, dlq = _queue_with_dlq(sqs, f"{name}-catalog", 4)
+    ev.put_rule(Name=f"{name}-catalog", EventBusName=bus,
+                EventPattern=json.dumps(ready_pattern([r.name for r in rules])))
+    ev.put_targets(Rule=f"{name}-catalog", EventBusName=bus, Targets=[{"Id": "catalog", "Arn": _arn(sqs, queue)}])
+    return queue, dlq
 
 
 def to_eventbridge(record: dict) -> dict:
@@ -134,3 +163,13 @@ def to_eventbridge(record: dict) -> dict:
                                   "sequencer": s3["object"].get("sequencer", "0")},
                        "request-id": "local", "requester": "123456789012",
                        "reason": reasons.get(record["eventName"].split(":", 1)[1], "PutObject")}}
+
+
+def create_waits(name: str, session, bus: str, visibility: int) -> tuple[str, str]:
+    """As the construct's `wait_for_dataset_task` makes it: the waits queue (with a DLQ), fed the tasks'
+    registrations and, by a rule on the bus, the events that answer them."""
+    sqs, ev = session.client("sqs"), session.client("events")
+    queue, dlq = _queue_with_dlq(sqs, f"{name}-waits", visibility)
+    ev.put_rule(Name=f"{name}-waits", EventBusName=bus, EventPattern=json.dumps(waits_pattern()))
+    ev.put_targets(Rule=f"{name}-waits", EventBusName=bus, Targets=[{"Id": "waits", "Arn": _arn(sqs, queue)}])
+    return queue, dlq

@@ -41,13 +41,16 @@ from streamwatch.core import scope
 from streamwatch.core.clock import ScaledClock
 from streamwatch.core.scope import Scope
 from streamwatch.core.settings import RESOURCE_ENV_PREFIX, Settings
+from streamwatch.handlers import catalog as catalog_handler
 from streamwatch.handlers import monitor as monitor_handler
 from streamwatch.handlers import observer as observer_handler
 from streamwatch.handlers import scheduler as scheduler_handler
+from streamwatch.handlers import waits as waits_handler
 from streamwatch.local import infra, server
 from streamwatch.local.context import LambdaContext
 from streamwatch.local.firehose import LocalFirehose
 from streamwatch.local.lambda_imports import check_handlers
+from streamwatch.local.stepfunctions import TaskTokens
 from streamwatch.runtime import aws
 
 CACHE = Path(os.environ.get("STREAMWATCH_BUILD_CACHE") or Path.home() / ".cache" / "streamwatch")
@@ -80,8 +83,8 @@ class Timing:
         assert all(self.visibility_s[f] > self.timeouts_s[f] for f in self.timeouts_s)
 
 
-TIMING = Timing(timeouts_s={"monitor": 3.5, "observer": 3.0}, visibility_s={"monitor": 4, "observer": 4},
-                lease_s=4.0)
+TIMING = Timing(timeouts_s={"monitor": 3.5, "observer": 3.0, "catalog": 3.0, "waits": 3.0},
+                visibility_s={"monitor": 4, "observer": 4, "catalog": 4, "waits": 4}, lease_s=4.0)
 
 
 @dataclass
@@ -269,6 +272,9 @@ class Sandbox:
         self.reports: list[ProducerReport] = []
         self.producing: list = []  # each producer's future: a run is not over while one still sends
         self.producer_errors: list[str] = []
+        self.tokens = TaskTokens()  # Step Functions' task tokens, as AWS keeps them (local/stepfunctions.py)
+        self.waits_queue_url, self.waits_dlq_url = "", ""  # made by the first start_wait
+        self._waits_lock = threading.Lock()
         self.scope: Scope | None = None  # its environment, session and clock (core/scope.py), set on entering
         self._entered = None
         self._restore: list[Callable[[], None]] = []
@@ -303,7 +309,8 @@ class Sandbox:
         self.resources = self.local.resources
         self.exported = {**server.ENV, "AWS_ENDPOINT_URL": self.endpoint, **self.settings.to_env(),
                          **self.resources.to_env(), "STREAMWATCH_QUEUES": json.dumps(self.local.queues),
-                         "STREAMWATCH_PUBLISH_LEASE_S": str(self.timing.lease_s)}
+                         "STREAMWATCH_PUBLISH_LEASE_S": str(self.timing.lease_s),
+                         "STREAMWATCH_WAIT_LEASE_S": str(self.timing.lease_s)}
         _powertools_env(+1)
         self._restore.append(lambda: _powertools_env(-1))
         self.clock = ScaledClock(self.speed, start=self.start)
@@ -313,7 +320,7 @@ class Sandbox:
         if self.export_env:
             self._export()
         level = os.environ.get("STREAMWATCH_LOG_LEVEL", "CRITICAL")
-        for handler in (monitor_handler, observer_handler, scheduler_handler):  # their loggers were made at import
+        for handler in (monitor_handler, observer_handler, scheduler_handler, catalog_handler, waits_handler):
             handler.logger.setLevel(level)
         self.firehose = LocalFirehose(self.s3, self.resources.bucket, self.settings, stream=self.resources.stream,
                                       clock=self.clock,
@@ -329,7 +336,12 @@ class Sandbox:
             Poller(self, "observer", self.resources.observer_queue_url, observer_handler, 10, 0.0,
                    self.chaos.duplicate_observer, self.timing.timeouts_s["observer"]),
         ]
+        if self.local.catalog_queue_url:  # rules with a Glue table: Ready -> its partition
+            self.pollers.append(Poller(self, "catalog", self.local.catalog_queue_url, catalog_handler, 10, 0.0,
+                                       self.chaos.duplicate_observer, self.timing.timeouts_s["catalog"]))
         self._threads = [*self.pollers, threading.Thread(target=self._read_events, name="events", daemon=True)]
+        if self.local.catalog_queue_url:
+            self._threads.append(threading.Thread(target=self._watch_partitions, name="partitions", daemon=True))
         if self.local.raw_s3_queue_url:
             self._threads.append(threading.Thread(target=self._forward_to_eventbridge, name="s3-to-eventbridge",
                                                   daemon=True))
@@ -420,9 +432,9 @@ class Sandbox:
 
     def _install_hooks(self) -> None:
         """On the sandbox's Lambda session (every client the handlers and the client make in its scope): PutRecordBatch
-        reaches the Firehose emulation (through botocore's own request pipeline); a call past its invocation's
-        timeout is refused; chaos throttles DynamoDB on the wire, loses PutEvents, or kills the observer right after
-        it. A sandbox that exports its environment gives boto3's
+        reaches the Firehose emulation and task answers the task-token emulation (through botocore's own request
+        pipeline); a call past its invocation's timeout is refused; chaos throttles DynamoDB on the wire, loses
+        PutEvents, or kills the observer right after it. A sandbox that exports its environment gives boto3's
         default session the same hooks, for threads of the user's that are not in its scope (their clients talk to
         its server through the environment, and their PutRecordBatch must reach its Firehose too)."""
         rng = random.Random(5)
@@ -446,6 +458,7 @@ class Sandbox:
                 body["DeliveryStreamName"], records)
             return AWSResponse(params.get("url", "local"), 200, {}, server.RawBody(b"")), parsed
         events.register("before-call.firehose.PutRecordBatch", firehose)
+        self.tokens.install(events)  # moto accepts any answer to any token; Step Functions does not
 
         def dead_after_timeout(model, **kwargs):  # Lambda killed the invocation: nothing it calls happens
             deadline = getattr(_invocation, "deadline", None)
@@ -513,6 +526,35 @@ class Sandbox:
                 self.hostile_objects += 1
             except Exception as exc:  # the run goes on; the summary says what it wrote
                 self.log(f"hostile writer: {exc!r}")
+
+    def partitions(self) -> dict[str, list[dict]]:
+        """Each catalog table ("database.table") -> its partitions (Values, Location), as Glue holds them."""
+        glue, out = self.session.client("glue"), {}
+        for rule in self.settings.rules.rules:
+            if rule.catalog is None:
+                continue
+            name = f"{rule.catalog.database}.{rule.catalog.table}"
+            try:
+                pages = glue.get_paginator("get_partitions").paginate(DatabaseName=rule.catalog.database,
+                                                                      TableName=rule.catalog.table)
+                out[name] = [{"Values": p["Values"], "Location": p["StorageDescriptor"]["Location"]}
+                             for page in pages for p in page["Partitions"]]
+            except glue.exceptions.EntityNotFoundException:
+                out[name] = []
+        return out
+
+    def _watch_partitions(self) -> None:
+        """Shows each partition as the catalog function registers it (the demo's windows scenario)."""
+        seen: set = set()
+        while not self.stopping.wait(0.5):
+            try:
+                for table, partitions in self.partitions().items():
+                    for p in partitions:
+                        if (table, tuple(p["Values"])) not in seen:
+                            seen.add((table, tuple(p["Values"])))
+                            self.log(f"PARTITION {table} ({', '.join(p['Values'])}) -> {p['Location']}")
+            except Exception as exc:  # shown; the run goes on
+                self.log(f"partitions: {exc!r}")
 
     def _read_events(self) -> None:
         while not self.stopping.is_set():
@@ -607,6 +649,23 @@ class Sandbox:
             self.producer_errors.append(f"{request.get('producer_id')}: {exc!r}")
             self.log(f"producer {request.get('producer_id')} of {request.get('dataset_id')} failed: {exc!r}")
 
+    def start_wait(self, dataset_id: str) -> str:
+        """What a state machine's `wait_for_dataset_task` does: a new task token, registered for the dataset through
+        the waits queue (`sqs:sendMessage.waitForTaskToken`). `sb.tokens.tasks[token]` shows how it was answered."""
+        with self._waits_lock:
+            if not self.waits_queue_url:
+                self.waits_queue_url, self.waits_dlq_url = infra.create_waits(
+                    self.name, self.session, self.resources.event_bus, self.timing.visibility_s["waits"])
+                poller = Poller(self, "waits", self.waits_queue_url, waits_handler, 10, 0.0,
+                                self.chaos.duplicate_observer, self.timing.timeouts_s["waits"])
+                self.pollers.append(poller)
+                self._threads.append(poller)
+                poller.start()
+        token = self.tokens.issue(dataset_id)
+        self.sqs.send_message(QueueUrl=self.waits_queue_url,
+                              MessageBody=json.dumps({"dataset_id": dataset_id, "task_token": token}))
+        return token
+
     def in_scope(self, fn: Callable) -> Callable:
         """`fn` in this sandbox's scope, from whichever thread calls it."""
         def run(*args, **kwargs):
@@ -628,7 +687,7 @@ class Sandbox:
         if not all(f.done() for f in self.producing):
             return False
         urls = [self.local.notification_queue_url, self.resources.observer_queue_url]
-        urls += [u for u in (self.local.raw_s3_queue_url,) if u]
+        urls += [u for u in (self.local.raw_s3_queue_url, self.local.catalog_queue_url, self.waits_queue_url) if u]
         for url in urls:
             attrs = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
                 "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
@@ -653,6 +712,10 @@ class Sandbox:
         by_name = {p.name: p for p in self.pollers}
         dlqs = [("notifications", self.local.notification_dlq_url, by_name["monitor"]),
                 ("observer", self.local.observer_dlq_url, by_name["observer"])]
+        if self.local.catalog_dlq_url:
+            dlqs.append(("catalog", self.local.catalog_dlq_url, by_name["catalog"]))
+        if self.waits_dlq_url:
+            dlqs.append(("waits", self.waits_dlq_url, by_name["waits"]))
         return dlqs
 
     def dlq_depths(self) -> dict[str, int]:

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from streamwatch.core.events import DETAIL_TYPES, SOURCE
 from streamwatch.core.settings import MODES
 
 TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$"
@@ -82,6 +83,16 @@ class DatasetDetail(_Part):
     def body(self) -> dict:
         """The detail as published: the fields an event of its kind has (unset optional ones left out)."""
         return self.model_dump(mode="json", exclude_unset=True)
+
+
+class DatasetEvent(_Part):
+    """A streamwatch event as the bus delivers it to a queue: what the catalog and waits functions read of its
+    envelope (its source, its detail-type, its detail). Not Powertools' EventBridgeModel, which requires every field
+    AWS sets (`account`, `time`, ...): moto's bus leaves some out, and these functions use none of them."""
+
+    source: Literal[SOURCE]
+    detail_type: Literal[DETAIL_TYPES] = Field(alias="detail-type")
+    detail: DatasetDetail
 
 
 def schema() -> dict:

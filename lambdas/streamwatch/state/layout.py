@@ -26,7 +26,7 @@ MAX_TRANSACTION_ITEMS = 100
 MAX_SEQS_BYTES = 300_000  # a SEQS item stays well inside DynamoDB's 400 KB item limit
 
 # key parts, and the keys built from them (one place: every module of the store uses these)
-DATASET, OBJECT, ERROR, PRODUCER, DAY = "DATASET#", "OBJECT#", "ERROR#", "PRODUCER#", "DAY#"
+DATASET, OBJECT, ERROR, PRODUCER, DAY, WAIT = "DATASET#", "OBJECT#", "ERROR#", "PRODUCER#", "DAY#", "WAIT#"
 MONITOR, BATCH, LAG, SCHEDULER, SINCE = "MONITOR", "BATCH#", "LAG", "SCHEDULER", "SINCE"
 
 
@@ -48,6 +48,10 @@ def error_key(dataset_id: str, key: str) -> dict:
 
 def producer_key(dataset_id: str, producer_id: str) -> dict:
     return dataset_key(dataset_id, f"{PRODUCER}{producer_id}")
+
+
+def wait_key(dataset_id: str, token_id: str) -> dict:
+    return dataset_key(dataset_id, f"{WAIT}{token_id}")
 
 
 def batch_key(batch_id: str) -> dict:
@@ -79,6 +83,10 @@ ITEMS = (
     ('`DATASET#<id>`', '`SEQS`',
      'every producer\'s persisted sequence numbers as merged intervals (`"0-499,600-1099"`), with a '
      '`version`'),
+    ('`DATASET#<id>`', '`WAIT#<token id>`',
+     'a Step Functions task waiting for the dataset (runtime/waits.py): its `task_token`, `registered_ts`, the '
+     "answerer's lease `answering_until`, and `answered` (the kind sent, or `gone` when Step Functions said the "
+     'token is no more). Expires `dedupe_ttl_days` after it registered'),
     ('`MONITOR`', '`LAG`',
      "when the monitor last took a batch and how old its oldest message was (the observer's backlog check)"),
     ('`MONITOR`', '`BATCH#<request id>`',
