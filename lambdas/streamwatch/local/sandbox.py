@@ -87,6 +87,17 @@ TIMING = Timing(timeouts_s={"monitor": 3.5, "observer": 3.0, "catalog": 3.0, "wa
                 visibility_s={"monitor": 4, "observer": 4, "catalog": 4, "waits": 4}, lease_s=4.0)
 
 
+def stack_timing(settings: Settings) -> Timing:
+    """The stack's own timing (limits.py), for a run whose clock goes at real time (speed 1): every function's
+    timeout, its queue's visibility and the publish lease as in AWS. A load the emulator is slow under (thousands
+    of datasets in one process) then gets Lambda's time, not the demo's seconds."""
+    from streamwatch.core.limits import FUNCTIONS, OBSERVER_VISIBILITY_S, PUBLISH_LEASE_S, notification_visibility_s
+    timeouts = {name.lower(): float(FUNCTIONS[name].timeout_s) for name in ("Monitor", "Observer", "Catalog", "Waits")}
+    visibility = {name: 6 * t for name, t in timeouts.items()}
+    visibility.update(monitor=notification_visibility_s(settings), observer=OBSERVER_VISIBILITY_S)
+    return Timing(timeouts_s=timeouts, visibility_s=visibility, lease_s=float(PUBLISH_LEASE_S))
+
+
 @dataclass
 class Chaos:
     """What AWS really does, each as a probability."""
@@ -178,20 +189,18 @@ class Poller(threading.Thread):
                                      MessageAttributes={"chaos-copy": {"DataType": "String", "StringValue": "1"}})
                     self.stats.duplicates_sent += 1
             self.rng.shuffle(batch)
-        self.stats.invocations += 1
-        # One crash roll per invocation (so --crash P kills P of them): the invocation dies after its work, before
-        # SQS hears the result. Half of the monitor's die half-way: the handler gets to the first half of the
-        # batch, then dies; SQS hands out the whole batch again, and the ledger must not count that half twice.
-        crash = bool(self.sandbox.chaos.crash) and (self.rng.random() < self.sandbox.chaos.crash
-                                                    or self.stats.invocations == 3)
-        worked = batch
-        if crash and self.name == "monitor" and len(batch) > 1 and self.rng.random() < 0.5:
-            worked = batch[: len(batch) // 2]
-            self.sandbox.mid_batch_crashes += 1
         event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
                               "attributes": m.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": "",
                               "eventSource": "aws:sqs", "eventSourceARN": "local", "awsRegion": "us-east-1"}
-                             for m in worked]}
+                             for m in batch]}
+        self.stats.invocations += 1
+        # One crash roll per invocation (so --crash P kills P of them): the invocation dies after its work, before
+        # SQS hears the result. Half of the monitor's die half-way, on the wire: right after the first counting
+        # transaction lands (the sandbox's hook); SQS hands out the whole batch again, and the ledger must not
+        # count those objects twice. The handler always gets the whole batch, as Lambda gives it.
+        crash = bool(self.sandbox.chaos.crash) and (self.rng.random() < self.sandbox.chaos.crash
+                                                    or self.stats.invocations == 3)
+        _invocation.crash_mid_batch = crash and self.name == "monitor" and self.rng.random() < 0.5
         started = time.monotonic()
         _invocation.deadline = started + self.timeout_s
         try:
@@ -202,6 +211,7 @@ class Poller(threading.Thread):
             failed = {m["MessageId"] for m in batch}
         finally:  # metrics are disabled locally, so nothing flushes them: clear them (Powertools caps at 100)
             _invocation.deadline = None
+            _invocation.crash_mid_batch = False
             self.metrics.clear_metrics()
         elapsed = time.monotonic() - started
         self.stats.slowest_s = max(self.stats.slowest_s, round(elapsed, 3))
@@ -249,16 +259,18 @@ class Sandbox:
 
     def __init__(self, settings: Settings, *, speed: float = 30.0, chaos: Chaos | None = None,
                  log: Callable[[str], None] = print, name: str = "streamwatch", notifications: str = "s3",
-                 start: float | None = None, export_env: bool = True) -> None:
+                 start: float | None = None, export_env: bool = True, timing: Timing | None = None) -> None:
         """`start`: the pipeline time the run begins at (default: now), e.g. minutes before an hour.
         `export_env`: also point the process's environment at this run (its endpoint, credentials, settings and
         names), for code that reads os.environ itself: an Airflow hook, a subprocess, the user's own boto3. The
         handlers and the client need only the sandbox's scope. One sandbox at a time may export; others in the
-        same process pass False."""
+        same process pass False. `timing`: Lambda's timing here (default TIMING; stack_timing for a run at real
+        time)."""
         if settings.pack_records is None:  # as the construct resolves it: its own stream de-aggregates
             settings = settings.with_(pack_records=True)
         self.settings, self.speed, self.chaos, self.log, self.name = settings, speed, chaos or Chaos(), log, name
         self.notifications, self.start, self.export_env = notifications, start, export_env
+        self.timing = timing or TIMING
         self._saved_env: dict[str, str | None] = {}
         self.streams: dict[str, LocalFirehose] = {}
         self.windows_closed: list[str] = []
@@ -302,7 +314,6 @@ class Sandbox:
         self.lambda_session = server.Session(self.endpoint)  # the handlers' and the client's: chaos hooks on it
         self.s3, self.sqs = self.session.client("s3"), self.session.client("sqs")
         self.table = self.session.resource("dynamodb")  # .Table(name): reads for progress and the summary
-        self.timing = TIMING
         self.local = infra.create(self.settings, self.name, visibility=self.timing.visibility_s["monitor"],
                                   observer_visibility=self.timing.visibility_s["observer"], session=self.session,
                                   notifications=self.notifications)
@@ -478,6 +489,13 @@ class Sandbox:
                                        server.RawBody(body))
                 return None
             events.register("before-send.dynamodb", throttle)
+        if self.chaos.crash:
+            def died_half_way(http_response, **kwargs):  # the monitor's first counting transaction landed; it died
+                if getattr(_invocation, "crash_mid_batch", False) and http_response.status_code < 300:
+                    _invocation.crash_mid_batch = False
+                    self.mid_batch_crashes += 1
+                    raise ChaosCrash("chaos: the monitor died right after its first counting transaction")
+            events.register("after-call.dynamodb.TransactWriteItems", died_half_way)
         if self.chaos.publish_failures or self.chaos.crash_after_publish:
             def lost(params, context, **kwargs):  # PutEvents that never reached the bus (botocore gave up)
                 entry = json.loads(params["body"])["Entries"][0]
