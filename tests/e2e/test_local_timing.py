@@ -25,6 +25,20 @@ def test_the_local_timing_keeps_the_stacks_invariants():
     assert all(timing.visibility_s[f] > timing.timeouts_s[f] for f in ("monitor", "observer"))
 
 
+def test_a_run_at_real_time_gets_the_stacks_own_timing():
+    # Given the settings a scale run uses
+    from streamwatch.core.limits import FUNCTIONS, OBSERVER_VISIBILITY_S, PUBLISH_LEASE_S, notification_visibility_s
+    from streamwatch.local.sandbox import stack_timing
+    settings = Settings(buffer_interval_s=60)
+    # When the stack's timing is taken for a run at speed 1
+    timing = stack_timing(settings)
+    # Then every timeout, visibility and the lease are the stack's, and they keep the local run's invariants
+    assert timing.timeouts_s["monitor"] == FUNCTIONS["Monitor"].timeout_s
+    assert timing.timeouts_s["observer"] == FUNCTIONS["Observer"].timeout_s
+    assert timing.visibility_s["monitor"] == notification_visibility_s(settings)
+    assert timing.visibility_s["observer"] == OBSERVER_VISIBILITY_S and timing.lease_s == PUBLISH_LEASE_S
+
+
 def test_an_invocation_past_its_timeout_is_dead():
     # Given a sandbox queue holding one message, and a handler that sleeps past a 0.2 s timeout then calls AWS
     with Sandbox(Settings(), speed=60, log=lambda s: None) as sb:
