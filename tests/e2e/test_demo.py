@@ -30,7 +30,9 @@ def test_chaos_run_ends_exact_with_one_ready_per_dataset(mode, notifications):
                            summary["producer_errors"])
     for d in summary["datasets"]:
         assert d["ready"] == 1 and d["stalled"] == 0 and d["failed"] == 0
-        assert d["amended"] == 0 or mode == "auto"  # by records: a Firehose copy may land after, as Amended
+        # by records a Firehose copy may land after, as Amended; by stability only after a real quiet gap longer
+        # than the rule's window (the summary checks the landings: a slow emulator makes such gaps too)
+        assert d["amended"] == 0 or mode == "auto" or d["amended_after_gap"]
         assert d["objects_landed"] == d["objects_counted"] >= 1
         assert d["records_sent"] == d["records_persisted"] > 0
         assert d["latency_s"] >= (0 if mode == "auto" else settings.quiet_s)  # never before the last object
