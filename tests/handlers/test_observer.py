@@ -70,7 +70,7 @@ def test_crash_between_transition_and_publish_publishes_on_redelivery_once(moto_
                                                                           monkeypatch):
     # Given d1's object, a 1 s publish lease, and a publish that crashes the first time, after the READY transition
     settings, local = moto_env(Settings(mode="stability", min_quiet_s=300, buffer_interval_s=300))
-    monkeypatch.setenv("STREAMWATCH_PUBLISH_LEASE_S", "1")
+    monkeypatch.setenv("STREAMWATCH_LEASE_S", "1")
     land(local, context, "d1", ["a"], at=T0)
     real_publish, crashes = events.publish, []
 
@@ -317,7 +317,7 @@ def test_a_putevents_client_error_is_counted_as_not_published_and_retried(moto_e
     # Given a declaration whose PutEvents fails with botocore's errors (not ConnectionError): AccessDenied, say
     from botocore.exceptions import ClientError, EndpointConnectionError
     settings, local = moto_env(Settings(mode="stability", min_quiet_s=300, buffer_interval_s=300))
-    monkeypatch.setenv("STREAMWATCH_PUBLISH_LEASE_S", "1")
+    monkeypatch.setenv("STREAMWATCH_LEASE_S", "1")
     monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
     land(local, context, "d1", ["a"], at=T0)
     errors = [ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "PutEvents"),
@@ -376,7 +376,7 @@ def test_a_publisher_with_too_little_left_lets_the_next_holder_publish(moto_env,
     # Given a declaring invocation whose lease, or whose invocation, has less left than PutEvents may take
     from streamwatch.runtime import observer as observing
     settings, local = moto_env(Settings(mode="stability", min_quiet_s=300, buffer_interval_s=300))
-    monkeypatch.setenv("STREAMWATCH_PUBLISH_LEASE_S", "1")  # PutEvents' budget scales with it: 1/3 s
+    monkeypatch.setenv("STREAMWATCH_LEASE_S", "1")  # PutEvents' budget scales with it: 1/3 s
     land(local, context, "d1", ["a"], at=T0)
     real_lease = observing.Observer._lease
     if short == "lease":
@@ -404,7 +404,7 @@ def test_a_takeover_after_a_lost_mark_sent_announces_later_objects_as_amended(mo
                                                                               monkeypatch):
     # Given a Ready out on the bus with 1 object whose publisher died before recording it (its mark_sent lost)
     settings, local = moto_env(Settings(mode="stability", min_quiet_s=300, buffer_interval_s=300))
-    monkeypatch.setenv("STREAMWATCH_PUBLISH_LEASE_S", "1")
+    monkeypatch.setenv("STREAMWATCH_LEASE_S", "1")
     land(local, context, "d1", ["a"], at=T0)
     store = Store(local.resources.table)
     real_mark = Store.mark_sent

@@ -25,7 +25,7 @@ class Crash(RuntimeError):
 def waits(moto_env, context, fake_clock, monkeypatch):
     from streamwatch.handlers import waits as handler
     settings, local = moto_env(Settings(mode="stability"))
-    monkeypatch.setenv("STREAMWATCH_WAIT_LEASE_S", "30")
+    monkeypatch.setenv("STREAMWATCH_LEASE_S", "30")
     tokens = TaskTokens()
     aws.reset()
     boto3.setup_default_session()

@@ -48,9 +48,13 @@ def role_statements(template: dict, role: str) -> list[dict]:
             for s in props(p)["PolicyDocument"]["Statement"]]
 
 
+def as_list(value) -> list:
+    """A policy statement's Action or Resource, which IAM allows as one value or a list."""
+    return value if isinstance(value, list) else [value]
+
+
 def actions(statements: list[dict], prefix: str = "") -> set[str]:
-    return {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
-            if a.startswith(prefix)}
+    return {a for s in statements for a in as_list(s["Action"]) if a.startswith(prefix)}
 
 
 def ref(value) -> str | None:
@@ -160,10 +164,8 @@ def async_lambda_on_failure(template: dict) -> list[str]:
             invoked.setdefault(ref(target.get("Arn")), f"rule {rule_id}")
     for policy_id, policy in resources(template, "AWS::IAM::Policy").items():
         for statement in props(policy)["PolicyDocument"]["Statement"]:
-            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            if "lambda:InvokeFunction" in actions:
-                targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-                for target in targets:
+            if "lambda:InvokeFunction" in as_list(statement["Action"]):
+                for target in as_list(statement["Resource"]):
                     invoked.setdefault(ref(target), f"the role of {policy_id}")
     bad = []
     for fn, by in sorted(invoked.items(), key=lambda kv: str(kv[0])):
@@ -262,12 +264,9 @@ def glue_table_actions_name_catalog_and_database(template: dict) -> list[str]:
     bad = []
     for name, policy in resources(template, "AWS::IAM::Policy").items():
         for statement in props(policy)["PolicyDocument"]["Statement"]:
-            acts = statement.get("Action") if isinstance(statement.get("Action"), list) else [statement.get("Action")]
-            if not any(str(a).startswith("glue:") for a in acts):
+            if not any(str(a).startswith("glue:") for a in as_list(statement.get("Action"))):
                 continue
-            listed = statement.get("Resource") if isinstance(statement.get("Resource"), list) else [
-                statement.get("Resource")]
-            found = [GLUE_ARN.search(_arn_text(r)) for r in listed]
+            found = [GLUE_ARN.search(_arn_text(r)) for r in as_list(statement.get("Resource"))]
             kinds = [m.group(1) for m in found if m]
             databases = {m.group(2) for m in found if m and m.group(2)}
             for m in found:

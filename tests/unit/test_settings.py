@@ -86,7 +86,7 @@ def test_cdk_context_typos_fail_but_cdk_keys_and_unrelated_keys_pass():
 def test_unknown_environment_variables_are_reported_not_fatal():
     # Given the defaults' environment, plus a mistyped setting and two variables the runtime reads
     env = {**Settings().to_env(), "STREAMWATCH_MAX_NUM_REPAT": "5", "STREAMWATCH_RES_TABLE": "t",
-           "STREAMWATCH_PUBLISH_LEASE_S": "2"}
+           "STREAMWATCH_LEASE_S": "2"}
     # When it is read
     # Then the settings are the defaults, and only the typo is reported, with a did-you-mean
     assert Settings.from_env(env) == Settings()

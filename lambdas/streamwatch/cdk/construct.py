@@ -534,19 +534,27 @@ class Streamwatch(Construct):
                     catalog, rule.fields, location_of(self.bucket.bucket_name, rule.literal_prefix)))
                 if catalog.database in created_databases:
                     table.add_dependency(created_databases[catalog.database])
-        queues = QueueWithDlq(self, "CatalogQueue",
-                              visibility_timeout=Duration.seconds(6 * FUNCTIONS["Catalog"].timeout_s))
-        fn = self._function("Catalog", settings=settings, resources=resources).function
-        fn.add_event_source(sources.SqsEventSource(queues.queue, batch_size=10, report_batch_item_failures=True))
+        fn, queues = self._fed_from_bus("Catalog", ready_pattern([r.name for r in rules]), "CatalogReady",
+                                        "Dataset Ready of rules with a Glue table -> the catalog function",
+                                        settings=settings, resources=resources)
         glue_arn = f"arn:{stack.partition}:glue:{stack.region}:{stack.account}"
         fn.add_to_role_policy(iam.PolicyStatement(actions=list(GLUE_ACTIONS), resources=[
             f"{glue_arn}:catalog", *sorted({f"{glue_arn}:database/{db}" for db, _ in tables}),
             *(f"{glue_arn}:table/{db}/{name}" for db, name in tables)]))
-        pattern = ready_pattern([r.name for r in rules])
-        events.Rule(self, "CatalogReady", event_bus=self.event_bus,
-                    description="Dataset Ready of rules with a Glue table -> the catalog function",
+        return fn, queues
+
+    def _fed_from_bus(self, function: str, pattern: dict, rule_id: str, description: str, *, settings: Settings,
+                      resources: Resources):
+        """A function that acts on events after they are out (catalog, waits): a rule on the bus -> a queue with a
+        DLQ (alarmed) -> the function, which reports its batch's failures item by item. The rule retries a
+        delivery to the queue for a day, so a throttled SQS loses nothing."""
+        queues = QueueWithDlq(self, f"{function}Queue",
+                              visibility_timeout=Duration.seconds(6 * FUNCTIONS[function].timeout_s))
+        fn = self._function(function, settings=settings, resources=resources).function
+        fn.add_event_source(sources.SqsEventSource(queues.queue, batch_size=10, report_batch_item_failures=True))
+        events.Rule(self, rule_id, event_bus=self.event_bus, description=description,
                     event_pattern=events.EventPattern(source=pattern["source"], detail_type=pattern["detail-type"],
-                                                      detail=pattern["detail"]),
+                                                      detail=pattern.get("detail")),
                     targets=[targets.SqsQueue(queues.queue, dead_letter_queue=queues.dlq, retry_attempts=185,
                                               max_event_age=Duration.hours(24))])
         return fn, queues
@@ -578,19 +586,10 @@ class Streamwatch(Construct):
         """The waits queue (registrations, and by a rule on the bus the events that answer them) and its function."""
         if self.waits is not None:
             return
-        settings = self.settings
-        self.waits_queues = QueueWithDlq(self, "WaitsQueue",
-                                         visibility_timeout=Duration.seconds(6 * FUNCTIONS["Waits"].timeout_s))
-        self.waits = self._function("Waits", settings=settings, resources=self.resources).function
-        self.waits.add_event_source(sources.SqsEventSource(self.waits_queues.queue, batch_size=10,
-                                                           report_batch_item_failures=True))
+        self.waits, self.waits_queues = self._fed_from_bus(
+            "Waits", waits_pattern(), "WaitsEvents", "Dataset Ready, Failed, Stalled -> the tasks waiting for them",
+            settings=self.settings, resources=self.resources)
         self.table.grant(self.waits, *TABLE_ACTIONS["Waits"])
-        pattern = waits_pattern()
-        events.Rule(self, "WaitsEvents", event_bus=self.event_bus,
-                    description="Dataset Ready, Failed, Stalled -> the tasks waiting for them",
-                    event_pattern=events.EventPattern(source=pattern["source"], detail_type=pattern["detail-type"]),
-                    targets=[targets.SqsQueue(self.waits_queues.queue, dead_letter_queue=self.waits_queues.dlq,
-                                              retry_attempts=185, max_event_age=Duration.hours(24))])
         if self.operations is not None:
             self.operations.waits(self)
         if getattr(self, "_outputs_made", None):  # the Queues output, made already, names the waits queue too

@@ -26,8 +26,7 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 ENV_PREFIX = "STREAMWATCH_"
 RESOURCE_ENV_PREFIX = "STREAMWATCH_RES_"
 # the handlers', the local run's and the client's own variables
-OTHER_ENV = ("STREAMWATCH_PUBLISH_LEASE_S", "STREAMWATCH_WAIT_LEASE_S", "STREAMWATCH_LOG_LEVEL", "STREAMWATCH_QUEUES",
-             "STREAMWATCH_STACK")
+OTHER_ENV = ("STREAMWATCH_LEASE_S", "STREAMWATCH_LOG_LEVEL", "STREAMWATCH_QUEUES", "STREAMWATCH_STACK")
 # Settings only the construct reads (a webhook URL often embeds a credential): never in a function's environment
 # or in the stack's Settings output
 SYNTH_ONLY = ("callback_url",)

@@ -1,6 +1,6 @@
 """What every handler does: at import, give the logic modules' loggers its Powertools logger's output (JSON with
 the Lambda context); at the start of an invocation, read its settings and resources from the environment (warning
-once, at cold start, about STREAMWATCH_* variables that are not settings); name metrics alike."""
+once, at cold start, about STREAMWATCH_* variables that are not settings) and its lease; name metrics alike."""
 
 from __future__ import annotations
 
@@ -30,6 +30,13 @@ def environment(logger) -> tuple[Settings, Resources]:
         for warning in Settings.unknown_env(environ):
             logger.warning(warning)
     return Settings.from_env(environ), Resources.from_env(environ)
+
+
+def lease_s(default: float) -> float:
+    """How long an invocation that claimed a dataset's publishing or a task's answer holds it before another message
+    takes over: `default` (a limit of core/limits.py) in Lambda; the local run scales it with its functions'
+    timeouts (STREAMWATCH_LEASE_S)."""
+    return float(scope.environ().get("STREAMWATCH_LEASE_S", default))
 
 
 def metric_name(*parts: str) -> str:

@@ -7,10 +7,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from streamwatch.core import scope
 from streamwatch.core.limits import PUBLISH_LEASE_S
 from streamwatch.core.s3_events import Skip
-from streamwatch.handlers.common import environment, metric_name, share_logging
+from streamwatch.handlers.common import environment, lease_s, metric_name, share_logging
 from streamwatch.runtime.observer import Observer
 from streamwatch.runtime.publishing import PublishError
 from streamwatch.runtime.ticks import Tick
@@ -23,10 +22,7 @@ share_logging(logger)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context) -> dict:
-    # How long a declaring invocation has to publish before another message takes over (limits.PUBLISH_LEASE_S);
-    # the local run scales it with the function's timeout.
-    lease = float(scope.environ().get("STREAMWATCH_PUBLISH_LEASE_S", PUBLISH_LEASE_S))
-    observer = Observer(*environment(logger), lease_s=lease,
+    observer = Observer(*environment(logger), lease_s=lease_s(PUBLISH_LEASE_S),
                         remaining_s=lambda: context.get_remaining_time_in_millis() / 1000)
 
     def record_handler(record: SQSRecord) -> None:

@@ -13,10 +13,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.parser import ValidationError, parse
 
-from streamwatch.core import scope
 from streamwatch.core.limits import WAIT_LEASE_S
 from streamwatch.core.s3_events import Skip
-from streamwatch.handlers.common import environment, metric_name, share_logging
+from streamwatch.handlers.common import environment, lease_s, metric_name, share_logging
 from streamwatch.runtime.detail import DatasetEvent
 from streamwatch.runtime.waits import Waiter, registration
 
@@ -28,9 +27,7 @@ share_logging(logger)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context) -> dict:
-    # the local run scales the lease with the function's timeout (limits.WAIT_LEASE_S in AWS)
-    lease = float(scope.environ().get("STREAMWATCH_WAIT_LEASE_S", WAIT_LEASE_S))
-    waiter = Waiter(*environment(logger), lease_s=lease)
+    waiter = Waiter(*environment(logger), lease_s=lease_s(WAIT_LEASE_S))
 
     def record_handler(record: SQSRecord) -> None:
         try:

@@ -136,10 +136,14 @@ def _catalog(settings: Settings, bucket: str, session, sqs, ev, bus: str, name: 
                 pass
             glue.create_table(DatabaseName=rule.catalog.database, TableInput=table_input(
                 rule.catalog, rule.fields, location_of(bucket, rule.literal_prefix)))
-    queue, dlq = _queue_with_dlq(sqs, f"{name}-catalog", 4)
-    ev.put_rule(Name=f"{name}-catalog", EventBusName=bus,
-                EventPattern=json.dumps(ready_pattern([r.name for r in rules])))
-    ev.put_targets(Rule=f"{name}-catalog", EventBusName=bus, Targets=[{"Id": "catalog", "Arn": _arn(sqs, queue)}])
+    return _fed_from_bus(sqs, ev, bus, f"{name}-catalog", ready_pattern([r.name for r in rules]), 4)
+
+
+def _fed_from_bus(sqs, ev, bus: str, name: str, pattern: dict, visibility: int) -> tuple[str, str]:
+    """As the construct's `_fed_from_bus`: a rule on the bus -> a queue with a DLQ."""
+    queue, dlq = _queue_with_dlq(sqs, name, visibility)
+    ev.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(pattern))
+    ev.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "queue", "Arn": _arn(sqs, queue)}])
     return queue, dlq
 
 
@@ -168,8 +172,5 @@ def to_eventbridge(record: dict) -> dict:
 def create_waits(name: str, session, bus: str, visibility: int) -> tuple[str, str]:
     """As the construct's `wait_for_dataset_task` makes it: the waits queue (with a DLQ), fed the tasks'
     registrations and, by a rule on the bus, the events that answer them."""
-    sqs, ev = session.client("sqs"), session.client("events")
-    queue, dlq = _queue_with_dlq(sqs, f"{name}-waits", visibility)
-    ev.put_rule(Name=f"{name}-waits", EventBusName=bus, EventPattern=json.dumps(waits_pattern()))
-    ev.put_targets(Rule=f"{name}-waits", EventBusName=bus, Targets=[{"Id": "waits", "Arn": _arn(sqs, queue)}])
-    return queue, dlq
+    return _fed_from_bus(session.client("sqs"), session.client("events"), bus, f"{name}-waits", waits_pattern(),
+                         visibility)

@@ -320,8 +320,7 @@ class Sandbox:
         self.resources = self.local.resources
         self.exported = {**server.ENV, "AWS_ENDPOINT_URL": self.endpoint, **self.settings.to_env(),
                          **self.resources.to_env(), "STREAMWATCH_QUEUES": json.dumps(self.local.queues),
-                         "STREAMWATCH_PUBLISH_LEASE_S": str(self.timing.lease_s),
-                         "STREAMWATCH_WAIT_LEASE_S": str(self.timing.lease_s)}
+                         "STREAMWATCH_LEASE_S": str(self.timing.lease_s)}
         _powertools_env(+1)
         self._restore.append(lambda: _powertools_env(-1))
         self.clock = ScaledClock(self.speed, start=self.start)
