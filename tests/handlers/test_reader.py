@@ -267,7 +267,7 @@ def test_fetch_cli_reports_failures_and_exits_non_zero(endpoint, tmp_path):
     assert out.returncode == 1
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary["ok"] == 19 and [f["key"] for f in summary["failed"]] == [f"{PREFIX}part-09"]
-    assert "FAILED data/dataset=d1/part-09: NoSuchKey" in out.stdout
+    assert "FAILED s3://bkt/data/dataset=d1/part-09: NoSuchKey" in out.stdout
     assert "19/20" in out.stdout and "[" in out.stderr  # the progress bar
 
 

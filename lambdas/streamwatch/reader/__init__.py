@@ -1,19 +1,15 @@
 """Read a finished dataset in parallel through obstore: bounded concurrency, retries, a per-object report, atomic
 files, large objects in parallel byte ranges.
 
-Why obstore (Rust object_store bindings): botocore spends 1.3-1.9 ms of CPU per GetObject under the GIL, so on
-2 cores (or a 1-vCPU Lambda) no boto3 design reached the latency limit, and the former two-process reader
-could not run in Lambda at all. obstore signs, sends and reads in Rust with the GIL released, ~0.25 CPU-s per
-1,000 GETs, so one process is bounded by requests in flight only. bench/reader.py (2 cores, loopback endpoint
-answering in 20 ms, medians, docs/benchmarks.md): 1,000 x 64 KiB at concurrency 32: 1,341 obj/s, 84 % of the
-latency limit (32 / 20 ms = 1,600), 0.37 CPU-s per 1,000 objects including the listing; at the default (64):
-2,280 obj/s against s5cmd's 1,567 (serial boto3: 42). 16 x 64 MiB: 1,307 MB/s against s5cmd's 1,184, peak
-RSS 104 MiB above the idle process. Two processes of 16 measured slower than one of 32 (1,267 obj/s, more
-CPU), so there is one process.
+Why obstore (Rust object_store bindings): botocore spends milliseconds of CPU per GetObject under the GIL, so on
+2 cores (or a 1-vCPU Lambda) no boto3 design reached the latency limit, and the former two-process reader could
+not run in Lambda at all. obstore signs, sends and reads in Rust with the GIL released, so one process is bounded
+by requests in flight only; two processes measured slower than one. The figures, against serial boto3, s5cmd
+and `aws s3 cp`, are bench/reader.py's, in docs/benchmarks.md.
 
 Threads, not asyncio: `concurrency` threads make blocking obstore calls (the GIL is released while they wait).
-Measured against asyncio over obstore's async API at the same concurrency, threads were as fast at half the CPU
-(0.25 vs 0.45 CPU-s per 1,000 objects): an asyncio wake-up per request costs more than a thread switch.
+Measured against asyncio over obstore's async API at the same concurrency, threads were as fast at half the CPU:
+an asyncio wake-up per request costs more than a thread switch.
 
 Large objects (at least `large_threshold` bytes, ETag known, a file destination): split into `part_size` byte
 ranges, each a work item like any small object, streamed in `chunk_size` pieces with os.pwrite at its offset into
@@ -35,6 +31,8 @@ Boto3CredentialProvider, refreshed as boto3 refreshes. Region: AWS_REGION, AWS_D
 Endpoint: the `endpoint_url` argument, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL (path-style; http allowed for it).
 obstore cannot address keys with empty, "." or ".." path segments, and reads "dir/" as "dir": Firehose never
 writes such keys.
+
+Any other store, by URL (gs://, az://, an HTTP folder such as an artifact repository): stores.py.
 """
 
 
@@ -54,7 +52,8 @@ from streamwatch.reader.objects import (
     make_store,
     stream_object,
 )
+from streamwatch.reader.stores import BadLocation, Location, parse_location
 
-__all__ = ["CHUNK", "DEFAULT_CONCURRENCY", "PART_SIZE", "DatasetReader", "FileSink", "LineCountSink", "ObjectInfo",
-           "ObjectResult", "ReadError", "ReadReport", "Sink", "UnsafeName", "UnsafeTarget", "check_target",
-           "list_objects", "make_store", "stream_object", "unsafe_name"]
+__all__ = ["CHUNK", "DEFAULT_CONCURRENCY", "PART_SIZE", "BadLocation", "DatasetReader", "FileSink", "LineCountSink",
+           "Location", "ObjectInfo", "ObjectResult", "ReadError", "ReadReport", "Sink", "UnsafeName", "UnsafeTarget",
+           "check_target", "list_objects", "make_store", "parse_location", "stream_object", "unsafe_name"]

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import obstore
-from obstore.store import S3Store
 
 from streamwatch.core import scope
 from streamwatch.core.backoff import CLIENT
@@ -31,10 +30,14 @@ from streamwatch.reader.objects import (
     _Short,
     classify,
     list_objects,
-    make_store,
     resolve_endpoint,
     unaddressable,
 )
+from streamwatch.reader.stores import Location, list_index, parse_location, store_for
+
+
+def _located(source: str | Location, prefix: str = "") -> Location:
+    return source if isinstance(source, Location) else parse_location(source, prefix)
 
 
 # --- the dataset reader -------------------------------------------------------------------------------------------
@@ -53,41 +56,50 @@ class DatasetReader:
         self.large_threshold = max(large_threshold, part_size + 1)
         self.sleep: Callable[[float], None] = time.sleep
 
-    def store(self, bucket: str) -> S3Store:
-        return make_store(bucket, self.endpoint_url)
+    def store(self, source: str | Location):
+        """The store for a bucket name or a location (stores.parse_location)."""
+        return store_for(_located(source), self.endpoint_url)
 
-    def list(self, bucket: str, prefix: str) -> list[ObjectInfo]:
-        """Every object under the prefix. obstore refuses a listing that holds a key it cannot address (`..`, an
-        empty segment, a control character): then the listing is made again with S3's own API, so such keys are
-        reported one by one (fetch refuses them) instead of failing the whole read."""
+    def list(self, source: str | Location, prefix: str = "") -> list[ObjectInfo]:
+        """Every object under the prefix: a bucket name and a prefix, or a URL (s3://, gs://, az://, or an HTTP
+        folder, whose index pages are followed). obstore refuses an S3 listing that holds a key it cannot address
+        (`..`, an empty segment, a control character): then the listing is made again with S3's own API, so such
+        keys are reported one by one (fetch refuses them) instead of failing the whole read."""
+        location = _located(source, prefix)
+        store = self.store(location)
+        if location.http:
+            return list_index(store, location, self.max_attempts, self.sleep)
         try:
-            return list_objects(self.store(bucket), prefix, self.max_attempts, self.sleep)
+            return list_objects(store, location.prefix, self.max_attempts, self.sleep)
         except ReadError as exc:
-            if "InvalidPath" not in str(exc):
+            if "InvalidPath" not in str(exc) or location.scheme != "s3":
                 raise
-            return _list_with_s3(bucket, prefix, resolve_endpoint(self.endpoint_url))
+            return _list_with_s3(location.root, location.prefix, resolve_endpoint(self.endpoint_url))
 
-    def fetch(self, bucket: str, prefix: str = "", *, objects: list[ObjectInfo] | None = None,
+    def fetch(self, source: str | Location, prefix: str = "", *, objects: list[ObjectInfo] | None = None,
               to_dir: str | Path | None = None, sink_factory: Callable[[str], Sink] | None = None,
               progress: Callable[[ObjectResult], None] | None = None, overwrite: bool = False) -> ReadReport:
-        """Read every object (listed under `prefix`, or given). Files go under `to_dir` by their key relative
-        to `prefix`, only under safe names and never through a symlink; an existing file is replaced only with
-        `overwrite`. Or pass `sink_factory` to consume the bytes (called once per attempt, from worker threads).
-        A key refused as a file name is reported for that object alone."""
+        """Read every object (listed under `prefix`, or given). `source`: a bucket name with `prefix`, or a URL
+        (s3://bucket/prefix, gs://, az://, https://host/folder/; a bad one raises stores.BadLocation before
+        anything is sent). Files go under `to_dir` by their key relative to the prefix, only under safe names and
+        never through a symlink; an existing file is replaced only with `overwrite`. Or pass `sink_factory` to
+        consume the bytes (called once per attempt, from worker threads). A key refused as a file name is
+        reported for that object alone."""
         started = time.perf_counter()
-        report = ReadReport(bucket, prefix)
+        location = _located(source, prefix)
+        report = ReadReport(location.root, location.prefix, location=location if "://" in str(source) else None)
         if sink_factory is None:
             if to_dir is None:
                 raise ValueError("give to_dir or sink_factory")
-            files = sink_factory = _FilesUnder(to_dir, prefix, overwrite=overwrite)
+            files = sink_factory = _FilesUnder(to_dir, location.prefix, overwrite=overwrite)
             try:
-                return self.fetch(bucket, prefix, objects=objects, sink_factory=files, progress=progress)
+                return self.fetch(source, prefix, objects=objects, sink_factory=files, progress=progress)
             finally:
                 files.close()
         try:
-            store = self.store(bucket)
+            store = self.store(location)
             if objects is None:
-                objects = self.list(bucket, prefix)
+                objects = self.list(location)
         except Exception as exc:
             report.listing_error = str(exc) if isinstance(exc, ReadError) else f"{type(exc).__name__}: {exc}"
             return report
@@ -116,7 +128,7 @@ class DatasetReader:
         report.elapsed_s = time.perf_counter() - started
         return report
 
-    def _fetch_whole(self, store: S3Store, obj: ObjectInfo, result: ObjectResult,
+    def _fetch_whole(self, store, obj: ObjectInfo, result: ObjectResult,
                      sink_factory: Callable[[str], Sink], done: Callable[[ObjectResult], None]) -> None:
         """One GET for the whole object, streamed into a fresh sink; a failed attempt aborts its sink."""
         try:
@@ -159,7 +171,7 @@ class _Ranged:
     """One large object fetched as byte ranges by several workers into one positional sink, committed by the
     part that finishes last (or aborted, if any part failed for good)."""
 
-    def __init__(self, reader: DatasetReader, store: S3Store, obj: ObjectInfo, result: ObjectResult,
+    def __init__(self, reader: DatasetReader, store, obj: ObjectInfo, result: ObjectResult,
                  sink_factory: Callable[[str], Sink], done: Callable[[ObjectResult], None]) -> None:
         self.reader, self.store, self.obj, self.result = reader, store, obj, result
         self.sink_factory, self.done = sink_factory, done

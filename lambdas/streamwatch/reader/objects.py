@@ -23,7 +23,7 @@ PART_SIZE = 8 << 20  # byte range per request for large objects
 LARGE_THRESHOLD = 16 << 20  # objects this large go in ranges (when written to files)
 DEFAULT_CONCURRENCY = 64  # requests in flight
 CLIENT_OPTIONS = {"connect_timeout": "5s", "read_timeout": "30s", "timeout": "10min", "pool_idle_timeout": "60s"}
-STATUS = re.compile(r"status code: (\d{3})")
+STATUS = re.compile(r"status code: (\d{3})(?: ([A-Za-z][A-Za-z -]*[A-Za-z]))?")
 CODE, MESSAGE = re.compile(r"<Code>([^<]*)</Code>"), re.compile(r"<Message>([^<]*)</Message>")
 TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "Throttling", "ThrottlingException", "InternalError",
                    "ServiceUnavailable", "RequestTimeTooSkewed"}
@@ -55,6 +55,15 @@ class ReadReport:
     results: list[ObjectResult] = field(default_factory=list)
     elapsed_s: float = 0.0
     listing_error: str | None = None
+    location: object = None  # stores.Location, when the source was a URL
+
+    @property
+    def source(self) -> str:
+        return str(self.location) if self.location else f"s3://{self.bucket}/{self.prefix}"
+
+    def url_of(self, key: str) -> str:
+        """The object's URL, for a person reading the report."""
+        return self.location.url_of(key) if self.location else f"s3://{self.bucket}/{key}"
 
     @property
     def ok(self) -> list[ObjectResult]:
@@ -73,8 +82,10 @@ class ReadReport:
         return not self.failed and self.listing_error is None
 
     def summary(self) -> dict:
-        return {"bucket": self.bucket, "prefix": self.prefix, "objects": len(self.results), "ok": len(self.ok),
-                "failed": [asdict(r) for r in self.failed], "bytes": self.bytes, "elapsed_s": round(self.elapsed_s, 3),
+        return {"bucket": self.bucket, "prefix": self.prefix, "source": self.source,
+                "objects": len(self.results), "ok": len(self.ok),
+                "failed": [asdict(r) | {"url": self.url_of(r.key)} for r in self.failed], "bytes": self.bytes,
+                "elapsed_s": round(self.elapsed_s, 3),
                 "objects_per_s": round(len(self.ok) / self.elapsed_s, 1) if self.elapsed_s else None,
                 "listing_error": self.listing_error}
 
@@ -179,7 +190,7 @@ def classify(exc: BaseException) -> tuple[str, bool]:
     status = STATUS.search(text) if isinstance(exc, StoreError | FileNotFoundError) else None
     if status:
         n, code, message = int(status[1]), CODE.search(text), MESSAGE.search(text)
-        name = code[1] if code else f"HTTP{n}"
+        name = code[1] if code else f"HTTP {n}" + (f" {status[2]}" if status[2] else "")  # a plain HTTP server
         return (f"{name}: {message[1]}" if message else name), n >= 500 or n in (408, 429) or name in TRANSIENT_CODES
     first = text.split("\n", 1)[0]
     if isinstance(exc, GenericError):
