@@ -81,6 +81,18 @@ def test_concurrency_bound_is_respected(tmp_path):
         assert 3 <= ep.max_in_flight <= 6
 
 
+def test_the_endpoint_caps_each_connections_bandwidth_as_s3_caps_one_stream():
+    # Given an endpoint that sends at most 4 MB/s per connection, and a 1 MiB object
+    import time
+    with S3Endpoint(connection_bytes_per_s=4e6) as ep:
+        ep.put("bkt", "one", os.urandom(1 << 20))
+        # When it is read in one GET
+        started = time.perf_counter()
+        body = b"".join(stream_object("bkt", "one", endpoint_url=ep.url))
+        # Then it arrives whole, no faster than the cap allows (a lower bound: never flaky)
+        assert len(body) == 1 << 20 and time.perf_counter() - started >= 0.9 * (1 << 20) / 4e6
+
+
 def test_listing_is_paginated(tmp_path):
     # Given 1,205 objects, more than a listing page holds
     with S3Endpoint() as ep:

@@ -77,8 +77,9 @@ def test_without_credentials_the_listing_fails_with_401_and_basic_auth_comes_fro
     # Given a server that wants credentials, and none in the environment
     monkeypatch.delenv("STREAMWATCH_HTTP_TOKEN", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
-    # When the folder is fetched, Then the listing fails and says why
+    # When the folder is fetched
     report = fast(DatasetReader()).fetch(server.url + "repo/", to_dir=tmp_path / "out")
+    # Then the listing fails and says why
     assert report.results == [] and report.listing_error.startswith(f"{server.url}repo/: HTTP 401 Unauthorized")
     # Given basic credentials in ~/.netrc for the host
     server.authorization = "Basic " + base64.b64encode(b"reader:pa ss").decode()
@@ -86,7 +87,8 @@ def test_without_credentials_the_listing_fails_with_401_and_basic_auth_comes_fro
     netrc.write_text("machine 127.0.0.1 login reader password \"pa ss\"\n")
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
-    # When it is fetched again, Then every file arrives
+    # When it is fetched again
+    # Then every file arrives
     assert fast(DatasetReader()).fetch(server.url + "repo/", to_dir=tmp_path / "out").complete
 
 
@@ -109,7 +111,8 @@ def test_a_file_list_reads_only_the_files_it_names():
     # Given a location and a list of relative paths and full URLs, with comments and a repeat
     location = parse_location("https://repo.example/libs/")
     lines = ["# artifacts", "a-1.0.jar", "", "https://repo.example/libs/nested/c%201.txt", "a-1.0.jar"]
-    # When it is read, Then each file is named once, by its path under the folder
+    # When it is read
+    # Then each file is named once, by its path under the folder
     assert [o.key for o in objects_from_lines(location, lines)] == ["a-1.0.jar", "nested/c 1.txt"]
     # And a URL outside the folder is refused with its line number
     with pytest.raises(BadLocation, match="line 2: https://other.example/x is not under"):
@@ -125,13 +128,16 @@ def test_a_file_list_reads_only_the_files_it_names():
     ("https://host:99999/", "not a URL"),
 ])
 def test_a_bad_source_url_is_refused_before_the_network(source, message):
-    # Given a source URL a reader cannot read, When it is parsed, Then it is refused and says why
+    # Given a source URL a reader cannot read
+    # When it is parsed
+    # Then it is refused and says why
     with pytest.raises(BadLocation, match=message):
         parse_location(source)
 
 
 def test_credentials_in_the_url_never_reach_the_report():
-    # Given a URL carrying a user and a password, When it is parsed
+    # Given a URL carrying a user and a password
+    # When it is parsed
     location = parse_location("https://ci:hunter2@repo.example:8443/libs/")
     # Then the report's URLs do not carry them
     assert location == Location("https", "https://repo.example:8443/libs/")

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
 import traceback
 from dataclasses import asdict
 
-from streamwatch.core.errors import EXIT_BUG, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, InputError, NotFound, RunFailed
+from streamwatch.core.errors import EXIT_BUG, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, InputError, RunFailed
 from streamwatch.core.settings import DECAYS, MODES, NOTIFICATIONS, Settings
 
 
@@ -137,102 +135,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if summary["ok"] else 1
 
 
-class ProgressBar:
-    """A one-line bar on stderr (a line every 10 % when stderr is not a terminal)."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.done, self.failed, self.bytes, self.shown = total, 0, 0, 0, -1
-        self.tty, self.start = sys.stderr.isatty(), time.monotonic()
-
-    def __call__(self, result) -> None:
-        self.done += 1
-        self.failed += not result.ok
-        self.bytes += result.bytes
-        pct = int(100 * self.done / max(1, self.total))
-        if self.tty or pct // 10 != self.shown // 10 or self.done == self.total:
-            self.shown = pct
-            rate = self.done / max(1e-9, time.monotonic() - self.start)
-            bar = "#" * (pct // 4) + "." * (25 - pct // 4)
-            line = (f"[{bar}] {self.done}/{self.total} {self.bytes / 2**20:.1f} MiB {rate:.0f} obj/s, "
-                    f"{self.failed} failed")
-            print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
-
-
-def cmd_fetch(args: argparse.Namespace) -> int:
-    from streamwatch.reader import DatasetReader, UnsafeTarget, check_target
-    from streamwatch.reader.stores import BadLocation, objects_from_lines, parse_location
-
-    if args.concurrency is not None and args.concurrency < 1:
-        raise InputError(f"--concurrency {args.concurrency}: give 1 or more")
-    try:  # the source, the file list and the target first: before anything reaches the network
-        location = _fetch_location(args, parse_location)
-        objects = objects_from_lines(location, _read_list(args.list)) if args.list else None
-    except BadLocation as exc:
-        raise InputError(str(exc)) from None
-    try:
-        check_target(args.to, overwrite=args.overwrite)
-    except UnsafeTarget as exc:
-        raise InputError(f"--to {exc}") from None
-    if location.scheme == "s3":
-        check_bucket(location.root, args.endpoint_url)
-    kwargs = {"concurrency": args.concurrency} if args.concurrency else {}
-    reader = DatasetReader(max_attempts=args.max_attempts, endpoint_url=args.endpoint_url, **kwargs)
-    if objects is None:
-        objects = reader.list(location)
-    bar = ProgressBar(len(objects))
-    report = reader.fetch(location, objects=objects, to_dir=args.to, progress=bar, overwrite=args.overwrite)
-    if bar.tty:
-        print(file=sys.stderr)
-    print(f"{report.source} -> {args.to}: {len(report.ok)}/{len(report.results)} objects, "
-          f"{report.bytes / 2**20:.1f} MiB in {report.elapsed_s:.2f} s "
-          f"(concurrency {reader.concurrency})")
-    for failure in report.failed:
-        print(f"FAILED {report.url_of(failure.key)}: {failure.error} after {failure.attempts} attempt(s)")
-    if args.json:
-        print(json.dumps(report.summary()))
-    return 0 if report.complete else EXIT_FAILED
-
-
-def _fetch_location(args: argparse.Namespace, parse_location):
-    """What `fetch` reads: a URL, or a dataset id in the deployment's bucket (its prefix from the rules)."""
-    if "://" in args.dataset:
-        if args.bucket or args.prefix is not None:
-            raise InputError(f"{args.dataset}: a URL names its own bucket and prefix; drop --bucket and --prefix")
-        return parse_location(args.dataset)
-    if args.list:
-        raise InputError("--list reads keys under a URL: give the source as a URL (s3://, gs://, az://, https://)")
-    settings = Settings.from_env(os.environ)
-    bucket = args.bucket or os.environ.get("STREAMWATCH_RES_BUCKET")
-    if not bucket:
-        raise InputError("no bucket: give --bucket (or set STREAMWATCH_RES_BUCKET), or a URL")
-    prefix = args.prefix if args.prefix is not None else settings.rules.rule_for(args.dataset).prefix_of(args.dataset)
-    return parse_location(bucket, prefix)
-
-
-def _read_list(path: str) -> list[str]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"--list {path}: cannot read it ({exc.strerror if isinstance(exc, OSError) else exc})") \
-            from None
-
-
-def check_bucket(bucket: str, endpoint_url: str | None = None) -> None:
-    """Fail early and clearly (credentials, a missing bucket) before a parallel read starts."""
-    import boto3
-    from botocore.exceptions import ClientError
-
-    session = boto3.Session()
-    try:
-        session.client("s3", endpoint_url=endpoint_url).head_bucket(Bucket=bucket)
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("404", "NoSuchBucket"):
-            raise NotFound(f"bucket {bucket!r} does not exist in {session.region_name or 'the default region'}: "
-                           "check --bucket and AWS_REGION") from None
-        raise
-
-
 def deployment_of(args: argparse.Namespace):
     """The deployment a command works on: --local (a running `streamwatch demo`), --stack NAME (its outputs),
     or the environment (STREAMWATCH_STACK, or STREAMWATCH_RES_* as inside the stack's Lambdas)."""
@@ -245,7 +147,7 @@ def deployment_of(args: argparse.Namespace):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from streamwatch.cli import operate, produce
+    from streamwatch.cli import operate, produce, transfer
 
     parser = argparse.ArgumentParser(prog="streamwatch", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -260,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_sub_parser(common))
     produce.add_parsers(sub, where)
     operate.add_parsers(sub, where)
+    transfer.add_parsers(sub)
     p = sub.add_parser("settings", help="print the effective settings (or the README table)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--markdown", action="store_true")
@@ -303,24 +206,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="last line: the summary as one JSON object")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("fetch", help="download a dataset in parallel, with retries and a per-object report")
-    p.add_argument("dataset", help="dataset id (its prefix from the dataset rules; anything with --prefix), or a "
-                   "URL: s3://bucket/prefix/, gs://bucket/prefix/, az://container/prefix/, https://host/folder/")
-    p.add_argument("--to", required=True, help="a new or empty directory to write into (files appear whole or not "
-                   "at all; only safe names, never through a symlink)")
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty directory, replacing files "
-                   "of the same name")
-    p.add_argument("--list", metavar="FILE", help="read only these: one key or URL under the source URL per line "
-                   "(an HTTP folder's files otherwise come from its index pages)")
-    p.add_argument("--bucket", help="default: $STREAMWATCH_RES_BUCKET")
-    p.add_argument("--prefix", help="read this prefix instead of the dataset's")
-    p.add_argument("--concurrency", type=int, help="requests in flight: objects, or ranges of large ones (default 64)")
-    p.add_argument("--processes", type=int, help=argparse.SUPPRESS)  # former multi-process reader; ignored
-    p.add_argument("--max-attempts", type=int, default=5)
-    p.add_argument("--endpoint-url", help="another S3 endpoint (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL or "
-                   "AWS), or for gs:// and az:// the GCS base URL or Azure endpoint")
-    p.add_argument("--json", action="store_true", help="last line: the report as one JSON object")
-    p.set_defaults(func=cmd_fetch)
     return parser
 
 

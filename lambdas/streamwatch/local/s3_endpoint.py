@@ -1,13 +1,18 @@
-"""A minimal S3 endpoint on 127.0.0.1 for reader tests and benchmarks: ListObjectsV2 and GetObject (with
-`Range: bytes=a-b` -> 206 and Content-Range, and `If-Match` -> 412) from memory, a fixed delay per request, and
-faults on demand.
+"""A minimal S3 endpoint on 127.0.0.1 for reader and writer tests and benchmarks: ListObjectsV2 and GetObject
+(with `Range: bytes=a-b` -> 206 and Content-Range, and `If-Match` -> 412), PutObject and the multipart upload
+(create, parts, complete, abort; `Expect: 100-continue` and botocore's aws-chunked bodies), from memory, a fixed
+delay per request, and faults on demand.
 
 moto's server is CPU-bound near 180 GetObject/s on this machine, so a throughput benchmark through it measures
 moto. This asyncio server costs almost nothing per request (ETags are computed once, at `put`; large bodies
 are written as slices of the stored object, not copied whole), so what is measured is the client. Faults
 (per key, consumed one per request): "503" SlowDown, "500" InternalError, "broken" (headers promise the whole
 body or range, half is sent, the connection drops), "404" NoSuchKey, "403" AccessDenied. Faults for key ""
-hit the next ListObjectsV2 page instead.
+hit the next ListObjectsV2 page instead. On an upload, "broken" drops the connection half-way through the body;
+the faults of one part are keyed "key?partNumber=N".
+
+`connection_bytes_per_s` caps each connection's bandwidth, as a single S3 GET stream is capped (AWS's
+performance guidelines: parallelize with byte-range GETs to go past one connection's throughput); 0, no cap.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import hashlib
 import re
 import threading
 import urllib.parse
+import uuid
 from collections import defaultdict, deque
 from xml.sax.saxutils import escape
 
@@ -27,17 +33,19 @@ ERRORS = {"503": (503, "SlowDown", "Please reduce your request rate."),
 RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 QUOTE = {'"': "&quot;"}
 WRITE_SLICE = 1 << 20  # large bodies go out in 1 MiB slices, drained in between: bounded buffering
+PACED_SLICE = 64 << 10  # under a bandwidth cap: smaller slices, so the pace is smooth
 
 
 class S3Endpoint:
-    def __init__(self, latency_s: float = 0.0) -> None:
-        self.latency_s = latency_s
+    def __init__(self, latency_s: float = 0.0, connection_bytes_per_s: float = 0.0) -> None:
+        self.latency_s, self.connection_bytes_per_s = latency_s, connection_bytes_per_s
         self.objects: dict[str, dict[str, bytes]] = defaultdict(dict)
         self.etags: dict[tuple[str, str], str] = {}
         self.headers: dict[tuple[str, str], dict[str, str]] = {}
         self.ranges: defaultdict[str, list[tuple[int, int]]] = defaultdict(list)  # [start, end) of Range GETs
         self.last_headers: dict[str, str] = {}  # of the latest request (lower-case names): who signed it
         self.faults: dict[str, deque[str]] = defaultdict(deque)
+        self.uploads: dict[str, tuple[str, str, dict[int, tuple[bytes, str]]]] = {}  # id -> bucket, key, parts
         self.requests: defaultdict[str, int] = defaultdict(int)
         self.in_flight = self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -112,15 +120,24 @@ class S3Endpoint:
                         headers[name.strip().lower()] = value.strip()
                 self.last_headers = headers
                 length = int(headers.get("content-length", 0))
+                if length and headers.get("expect", "").lower() == "100-continue":
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # botocore and Go wait for it (up to 1 s)
+                body = b""
                 if length:
-                    await reader.readexactly(length)
+                    if self._upload_breaks(method, target):  # the body stops half-way, the connection drops
+                        await reader.readexactly(length // 2)
+                        break
+                    body = await reader.readexactly(length)
+                    if "aws-chunked" in headers.get("content-encoding", "") or \
+                            headers.get("x-amz-content-sha256", "").startswith("STREAMING-"):
+                        body = _decode_aws_chunked(body)
                 with self._lock:
                     self.in_flight += 1
                     self.max_in_flight = max(self.max_in_flight, self.in_flight)
                 try:
                     if self.latency_s:
                         await asyncio.sleep(self.latency_s)
-                    keep = await self._respond(method, target, headers, writer)
+                    keep = await self._respond(method, target, headers, writer, body)
                 finally:
                     with self._lock:
                         self.in_flight -= 1
@@ -131,11 +148,85 @@ class S3Endpoint:
         finally:
             writer.close()
 
-    async def _respond(self, method: str, target: str, headers: dict[str, str],
-                       writer: asyncio.StreamWriter) -> bool:
+    def _upload_breaks(self, method: str, target: str) -> bool:
+        if method != "PUT":
+            return False
+        key = self._fault_key(*self._parse(target)[1:])
+        with self._lock:
+            if self.faults.get(key) and self.faults[key][0] == "broken":
+                self.faults[key].popleft()
+                self.requests[key] += 1
+                return True
+        return False
+
+    @staticmethod
+    def _parse(target: str) -> tuple[str, str, dict]:
         path, _, query = target.partition("?")
         params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
         bucket, _, key = urllib.parse.unquote(path.lstrip("/")).partition("/")
+        return bucket, key, params
+
+    @staticmethod
+    def _fault_key(key: str, params: dict) -> str:
+        """Faults and request counts of one part of a multipart upload are keyed "key?partNumber=N"."""
+        return f"{key}?partNumber={params['partNumber']}" if "partNumber" in params else key
+
+    async def _write(self, method: str, bucket: str, key: str, params: dict, body: bytes, writer) -> bool:
+        """PutObject, and the multipart upload: Create (POST ?uploads), UploadPart (PUT ?partNumber&uploadId),
+        Complete (POST ?uploadId, the parts in its XML), Abort (DELETE ?uploadId)."""
+        fault_key = self._fault_key(key, params)
+        self.requests[fault_key] += 1
+        fault = self.faults[fault_key].popleft() if self.faults.get(fault_key) else None
+        if fault in ERRORS:
+            status, code, message = ERRORS[fault]
+            return await self._send(writer, status, _error(code, message, key), "application/xml")
+        if method == "POST" and "uploads" in params:
+            upload = uuid.uuid4().hex
+            self.uploads[upload] = (bucket, key, {})
+            return await self._send(writer, 200, (
+                '<?xml version="1.0" encoding="UTF-8"?><InitiateMultipartUploadResult><Bucket>'
+                f"{escape(bucket)}</Bucket><Key>{escape(key)}</Key><UploadId>{upload}</UploadId>"
+                "</InitiateMultipartUploadResult>").encode(), "application/xml")
+        upload = self.uploads.get(params.get("uploadId", ""))
+        if "uploadId" in params and (upload is None or upload[:2] != (bucket, key)):
+            return await self._send(writer, 404, _error("NoSuchUpload", "The specified upload does not exist.", key),
+                                    "application/xml")
+        if method == "PUT" and upload:
+            etag = _etag_of(body)
+            upload[2][int(params["partNumber"])] = (body, etag)
+            return await self._send(writer, 200, b"", "application/xml", {"ETag": etag})
+        if method == "POST" and upload:
+            wanted = [int(n) for n in re.findall(r"<PartNumber>(\d+)</PartNumber>", body.decode())]
+            if not wanted or any(n not in upload[2] for n in wanted):
+                return await self._send(writer, 400, _error("InvalidPart", "One or more of the specified parts "
+                                                            "could not be found.", key), "application/xml")
+            del self.uploads[params["uploadId"]]
+            etag = f'"{uuid.uuid4().hex}-{len(wanted)}"'
+            self._store(bucket, key, b"".join(upload[2][n][0] for n in wanted), etag)
+            return await self._send(writer, 200, (
+                '<?xml version="1.0" encoding="UTF-8"?><CompleteMultipartUploadResult><Bucket>'
+                f"{escape(bucket)}</Bucket><Key>{escape(key)}</Key><ETag>{escape(etag, QUOTE)}</ETag>"
+                "</CompleteMultipartUploadResult>").encode(), "application/xml")
+        if method == "DELETE" and upload:
+            del self.uploads[params["uploadId"]]
+            return await self._send(writer, 204, b"", "application/xml", length=0)
+        if method == "PUT":
+            etag = _etag_of(body)
+            self._store(bucket, key, body, etag)
+            return await self._send(writer, 200, b"", "application/xml", {"ETag": etag})
+        return await self._send(writer, 400, _error("InvalidRequest", f"{method} is not served here", key),
+                                "application/xml")
+
+    def _store(self, bucket: str, key: str, body: bytes, etag: str) -> None:
+        self.objects[bucket][key] = body
+        self.etags[(bucket, key)] = etag
+        self.headers[(bucket, key)] = {}
+
+    async def _respond(self, method: str, target: str, headers: dict[str, str],
+                       writer: asyncio.StreamWriter, body: bytes = b"") -> bool:
+        bucket, key, params = self._parse(target)
+        if key and method in ("PUT", "POST", "DELETE"):
+            return await self._write(method, bucket, key, params, body, writer)
         if method == "HEAD" and not key:  # HeadBucket: the CLI checks the bucket before a read
             status = 200 if bucket in self.objects else 404
             return await self._send(writer, status, b"", "application/xml", length=0)
@@ -209,20 +300,49 @@ class S3Endpoint:
     async def _send(self, writer, status: int, body: bytes | memoryview, content_type: str,
                     headers: dict | None = None, length: int | None = None) -> bool:
         head = _head(status, len(body) if length is None else length, content_type, headers or {})
-        if len(body) <= WRITE_SLICE:
+        cap = self.connection_bytes_per_s
+        if len(body) <= WRITE_SLICE and not cap:
             writer.write(head + body)
         else:  # a 64 MiB body is not copied into the transport's buffer at once
             writer.write(head)
-            for i in range(0, len(body), WRITE_SLICE):
-                writer.write(body[i:i + WRITE_SLICE])
+            step, loop = (PACED_SLICE if cap else WRITE_SLICE), asyncio.get_running_loop()
+            started = loop.time()
+            for i in range(0, len(body), step):
+                writer.write(body[i:i + step])
                 await writer.drain()
+                if cap:  # one response at a time per connection: pacing the response paces the connection
+                    ahead = started + (i + step) / cap - loop.time()
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)
         await writer.drain()
         return True
 
 
+def _etag_of(body: bytes) -> str:
+    """S3's ETag of a single-part upload is its MD5; past 1 MiB a unique token stands in for it, so the endpoint
+    does not spend the client's CPU hashing (no client here checks it)."""
+    if len(body) <= 1 << 20:
+        return f'"{hashlib.md5(body).hexdigest()}"'  # noqa: S324
+    return f'"{uuid.uuid4().hex}"'
+
+
+def _decode_aws_chunked(body: bytes) -> bytes:
+    """The payload of an `aws-chunked` body (SigV4 streaming: "<hex size>[;chunk-signature=..]\r\n<data>\r\n",
+    ending with a 0-size chunk and trailers such as x-amz-checksum-crc32), as botocore sends a checksummed PUT."""
+    out, i = [], 0
+    while True:
+        end = body.index(b"\r\n", i)
+        size = int(body[i:end].split(b";", 1)[0], 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(body[end + 2:end + 2 + size])
+        i = end + 2 + size + 2
+
+
 def _head(status: int, length: int, content_type: str, headers: dict) -> bytes:
-    reason = {200: "OK", 206: "Partial Content", 403: "Forbidden", 404: "Not Found", 412: "Precondition Failed",
-              416: "Range Not Satisfiable", 500: "Internal Server Error", 503: "Service Unavailable"}[status]
+    reason = {200: "OK", 204: "No Content", 206: "Partial Content", 400: "Bad Request", 403: "Forbidden",
+              404: "Not Found", 412: "Precondition Failed", 416: "Range Not Satisfiable",
+              500: "Internal Server Error", 503: "Service Unavailable"}[status]
     extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n"
             f"x-amz-request-id: local\r\nLast-Modified: Mon, 23 Nov 2026 10:00:00 GMT\r\n{extra}"

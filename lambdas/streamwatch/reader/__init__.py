@@ -32,7 +32,8 @@ Endpoint: the `endpoint_url` argument, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL (pa
 obstore cannot address keys with empty, "." or ".." path segments, and reads "dir/" as "dir": Firehose never
 writes such keys.
 
-Any other store, by URL (gs://, az://, an HTTP folder such as an artifact repository): stores.py.
+Any other store, by URL (gs://, az://, an HTTP folder such as an artifact repository): stores.py. The other
+half, writing the downstream's output in parallel: writer.py (DatasetWriter).
 """
 
 
@@ -53,7 +54,9 @@ from streamwatch.reader.objects import (
     stream_object,
 )
 from streamwatch.reader.stores import BadLocation, Location, parse_location
+from streamwatch.reader.writer import DatasetWriter, WriteReport, WriteResult
 
-__all__ = ["CHUNK", "DEFAULT_CONCURRENCY", "PART_SIZE", "BadLocation", "DatasetReader", "FileSink", "LineCountSink",
-           "Location", "ObjectInfo", "ObjectResult", "ReadError", "ReadReport", "Sink", "UnsafeName", "UnsafeTarget",
-           "check_target", "list_objects", "make_store", "parse_location", "stream_object", "unsafe_name"]
+__all__ = ["CHUNK", "DEFAULT_CONCURRENCY", "PART_SIZE", "BadLocation", "DatasetReader", "DatasetWriter", "FileSink",
+           "LineCountSink", "Location", "ObjectInfo", "ObjectResult", "ReadError", "ReadReport", "Sink", "UnsafeName",
+           "UnsafeTarget", "WriteReport", "WriteResult", "check_target", "list_objects", "make_store",
+           "parse_location", "stream_object", "unsafe_name"]

@@ -139,16 +139,26 @@ def resolve_endpoint(endpoint_url: str | None = None) -> str | None:
     return endpoint_url or environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL") or None
 
 
-def make_store(bucket: str, endpoint_url: str | None = None) -> S3Store:
-    """One S3Store per bucket, endpoint and credential environment (cached: its connection pool is reused)."""
+def retry_config(retries: int) -> dict:
+    """obstore's retries: off for the reader (it retries, and counts every attempt); on for a multipart upload,
+    whose parts only object_store can retry one by one."""
+    if not retries:
+        return {"max_retries": 0}
+    return {"max_retries": retries, "retry_timeout": timedelta(minutes=3),
+            "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=15), "base": 2}}
+
+
+def make_store(bucket: str, endpoint_url: str | None = None, retries: int = 0) -> S3Store:
+    """One S3Store per bucket, endpoint, credential environment and retry count (cached: its connection pool is
+    reused)."""
     environ = scope.environ()  # the process's; a local run's own (core/scope.py)
     env = tuple(environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                                          "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"))
-    return _store(bucket, resolve_endpoint(endpoint_url), env, scope.session())
+    return _store(bucket, resolve_endpoint(endpoint_url), env, scope.session(), retries)
 
 
 @functools.lru_cache(maxsize=32)
-def _store(bucket: str, endpoint: str | None, env: tuple, session=None) -> S3Store:
+def _store(bucket: str, endpoint: str | None, env: tuple, session=None, retries: int = 0) -> S3Store:
     access_key, secret_key, token, region, default_region, _profile = env
     config: dict = {"region": region or default_region}
     provider = None
@@ -171,7 +181,7 @@ def _store(bucket: str, endpoint: str | None, env: tuple, session=None) -> S3Sto
     if endpoint:
         config |= {"endpoint": endpoint, "aws_endpoint_url_s3": endpoint, "virtual_hosted_style_request": False}
         options["allow_http"] = endpoint.startswith("http://")
-    return S3Store(bucket, config=config, client_options=options, retry_config={"max_retries": 0},
+    return S3Store(bucket, config=config, client_options=options, retry_config=retry_config(retries),
                    credential_provider=provider)
 
 

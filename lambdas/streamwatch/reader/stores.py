@@ -29,7 +29,7 @@ import obstore
 
 from streamwatch.core import scope
 from streamwatch.core.backoff import CLIENT
-from streamwatch.reader.objects import CLIENT_OPTIONS, ObjectInfo, ReadError, classify, make_store
+from streamwatch.reader.objects import CLIENT_OPTIONS, ObjectInfo, ReadError, classify, make_store, retry_config
 
 SCHEMES = ("s3", "gs", "az", "http", "https")
 MAX_INDEX_PAGES = 10_000  # an index that links on and on ends here, with an error, not an endless crawl
@@ -101,30 +101,28 @@ def parse_location(source: str, prefix: str = "") -> Location:
 
 
 # --- stores -------------------------------------------------------------------------------------------------------
-_NO_RETRIES = {"max_retries": 0}  # the reader retries, and counts every attempt
-
-
-def store_for(location: Location, endpoint_url: str | None = None):
-    """The obstore store for a location (cached per location, endpoint and credentials: its connections are
-    reused). `endpoint_url`: another S3 endpoint, GCS base URL or Azure endpoint (an emulator, a private link)."""
+def store_for(location: Location, endpoint_url: str | None = None, retries: int = 0):
+    """The obstore store for a location (cached per location, endpoint, credentials and retries: its connections
+    are reused). `endpoint_url`: another S3 endpoint, GCS base URL or Azure endpoint (an emulator, a private
+    link). `retries`: obstore's own (objects.retry_config), off but for multipart uploads."""
     if location.scheme == "s3":
-        return make_store(location.root, endpoint_url)
+        return make_store(location.root, endpoint_url, retries)
     if location.http:
         return _http_store(location.root, http_authorization(location))
-    return _cloud_store(location.scheme, location.root, endpoint_url)
+    return _cloud_store(location.scheme, location.root, endpoint_url, retries)
 
 
 @functools.lru_cache(maxsize=32)
-def _cloud_store(scheme: str, root: str, endpoint_url: str | None):
+def _cloud_store(scheme: str, root: str, endpoint_url: str | None, retries: int = 0):
     from obstore.store import AzureStore, GCSStore
     options: dict = dict(CLIENT_OPTIONS)
     if endpoint_url:
         options["allow_http"] = endpoint_url.startswith("http://")
     if scheme == "gs":
         config = {"base_url": endpoint_url} if endpoint_url else {}
-        return GCSStore(root, config=config, client_options=options, retry_config=_NO_RETRIES)
+        return GCSStore(root, config=config, client_options=options, retry_config=retry_config(retries))
     config = {"endpoint": endpoint_url} if endpoint_url else {}
-    return AzureStore(root, config=config, client_options=options, retry_config=_NO_RETRIES)
+    return AzureStore(root, config=config, client_options=options, retry_config=retry_config(retries))
 
 
 @functools.lru_cache(maxsize=32)
@@ -134,7 +132,7 @@ def _http_store(root: str, authorization: str | None):
     if authorization:
         options["default_headers"] = {"Authorization": authorization}
     # obstore joins the store's path and a key with "/": a root ending in "/" would ask for "folder//key"
-    return HTTPStore(root.rstrip("/"), client_options=options, retry_config=_NO_RETRIES)
+    return HTTPStore(root.rstrip("/"), client_options=options, retry_config=retry_config(0))
 
 
 def http_authorization(location: Location) -> str | None:

@@ -1,0 +1,189 @@
+"""`DatasetWriter`: the downstream's output in parallel, the other half of the reader: bounded objects in flight,
+multipart for large bodies, retries, a report of every object and a summary of what did not land.
+
+Same store, credentials and error classes as the reader (stores.py): any URL it reads, it writes. A body under
+`multipart_threshold` is one PUT, retried here (every attempt counted in the report). A larger one is a multipart
+upload whose parts object_store sends `part_concurrency` at a time and retries one by one: a part that broke is
+sent again alone, the parts already sent stay (resuming where it broke); only when a part's retries are spent is
+the upload aborted and, while attempts are left, started again.
+
+Items are taken from the iterable only as workers free up, so a generator of (key, bytes) holds at most
+`concurrency` bodies in memory whatever its length."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import obstore
+
+from streamwatch.core import scope
+from streamwatch.core.backoff import CLIENT
+from streamwatch.reader.objects import classify, unaddressable
+from streamwatch.reader.stores import Location, parse_location, store_for
+
+DEFAULT_WRITE_CONCURRENCY = 32  # objects in flight
+MULTIPART_THRESHOLD = 16 << 20  # bodies this large go as a multipart upload
+WRITE_PART_SIZE = 8 << 20  # bytes per part (S3: at least 5 MiB but the last, at most 10,000 parts)
+PART_CONCURRENCY = 8  # parts of one object in flight
+MAX_KEY_BYTES = 1024  # S3's limit on a key
+
+
+@dataclass
+class WriteResult:
+    key: str
+    ok: bool = False
+    bytes: int = 0
+    attempts: int = 0
+    error: str | None = None
+    etag: str | None = None
+    source: str | None = None  # the local file, when the item was one
+
+
+@dataclass
+class WriteReport:
+    destination: str
+    results: list[WriteResult] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> list[WriteResult]:
+        return [r for r in self.results if r.ok]
+
+    @property
+    def failed(self) -> list[WriteResult]:
+        return [r for r in self.results if not r.ok]
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed
+
+    @property
+    def bytes(self) -> int:
+        return sum(r.bytes for r in self.ok)
+
+    def summary(self) -> dict:
+        return {"destination": self.destination, "objects": len(self.results), "ok": len(self.ok),
+                "failed": [asdict(r) for r in self.failed], "bytes": self.bytes,
+                "elapsed_s": round(self.elapsed_s, 3),
+                "objects_per_s": round(len(self.ok) / self.elapsed_s, 1) if self.elapsed_s else None}
+
+
+class DatasetWriter:
+    def __init__(self, destination: str, prefix: str = "", *, concurrency: int = DEFAULT_WRITE_CONCURRENCY,
+                 max_attempts: int = 5, endpoint_url: str | None = None,
+                 multipart_threshold: int = MULTIPART_THRESHOLD, part_size: int = WRITE_PART_SIZE,
+                 part_concurrency: int = PART_CONCURRENCY) -> None:
+        """`destination`: a bucket name with `prefix`, or a URL (s3://bucket/prefix/, gs://, az://); a bad one
+        raises stores.BadLocation before anything is sent."""
+        if concurrency < 1 or part_concurrency < 1:
+            raise ValueError("concurrency and part_concurrency must be >= 1")
+        if part_size < 5 << 20:
+            raise ValueError("part_size must be >= 5 MiB (S3's smallest part but the last)")
+        self.location: Location = parse_location(destination, prefix)
+        if self.location.http:
+            raise ValueError(f"{self.location}: writing goes to an object store (s3://, gs://, az://), not HTTP")
+        self.concurrency, self.max_attempts = concurrency, max(1, max_attempts)
+        self.endpoint_url, self.part_size, self.part_concurrency = endpoint_url, part_size, part_concurrency
+        self.multipart_threshold = max(multipart_threshold, part_size + 1)
+        self.sleep: Callable[[float], None] = time.sleep
+
+    def key_of(self, relative: str) -> str:
+        return self.location.prefix + relative
+
+    def put_many(self, items: Iterable, *, base: str | Path | None = None,
+                 progress: Callable[[WriteResult], None] | None = None) -> WriteReport:
+        """Write every item: a file path (its key: the path relative to `base`, or its name), or a (key, body)
+        pair with a bytes-like body or a Path. Keys are relative to the destination's prefix. Never raises
+        half-way: each item ends ok or failed in the report, in the order taken."""
+        started = time.perf_counter()
+        report = WriteReport(str(self.location))
+        store = store_for(self.location, self.endpoint_url)
+        lock, source = threading.Lock(), iter(items)
+
+        def work() -> None:
+            while True:
+                with lock:
+                    item = next(source, _END)
+                    if item is _END:
+                        return
+                    result = WriteResult(key="")
+                    report.results.append(result)
+                self._put_item(store, item, base, result)
+                if progress:
+                    with lock:
+                        progress(result)
+
+        workers = [threading.Thread(target=scope.bound(work), name=f"writer-{i}", daemon=True)
+                   for i in range(self.concurrency)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        report.elapsed_s = time.perf_counter() - started
+        return report
+
+    # --- one object ------------------------------------------------------------------------------------------
+    def _put_item(self, store, item, base, result: WriteResult) -> None:
+        try:
+            relative, body = self._unpack(item, base, result)
+        except (TypeError, ValueError, OSError) as exc:
+            result.key = result.key or repr(item)[:200]
+            result.error = f"Refused: {exc}"
+            return
+        result.key = key = self.key_of(relative)
+        reason = unaddressable(key) or ("a key over 1,024 bytes" if len(key.encode()) > MAX_KEY_BYTES else None)
+        if reason:
+            result.error = f"Refused: {reason}"
+            return
+        size = body.stat().st_size if isinstance(body, Path) else memoryview(body).nbytes
+        large = size >= self.multipart_threshold
+        for attempt in range(self.max_attempts):
+            result.attempts += 1
+            try:
+                if large:
+                    put = obstore.put(self._multipart_store(), key, body, use_multipart=True,
+                                      chunk_size=self.part_size, max_concurrency=self.part_concurrency)
+                else:
+                    put = obstore.put(store, key, body, use_multipart=False)
+                result.ok, result.bytes, result.error, result.etag = True, size, None, put.get("e_tag")
+                return
+            except Exception as exc:
+                result.error, transient = classify(exc)
+                if not transient or attempt + 1 >= self.max_attempts:
+                    return
+                self.sleep(CLIENT.delay(attempt))
+
+    def _unpack(self, item, base, result: WriteResult) -> tuple[str, bytes | memoryview | Path]:
+        if isinstance(item, str | os.PathLike):
+            path = Path(item)
+            result.source = str(path)
+            relative = path.relative_to(base).as_posix() if base is not None else path.name
+            if not path.is_file():
+                raise ValueError(f"{path} is not a file")
+            return relative, path
+        if not isinstance(item, tuple) or len(item) != 2 or not isinstance(item[0], str):
+            raise TypeError(f"an item is a path or a (key, body) pair, not {type(item).__name__}")
+        key, body = item
+        result.key = self.key_of(key)
+        if isinstance(body, os.PathLike):
+            result.source = os.fspath(body)
+            if not Path(body).is_file():
+                raise ValueError(f"{body} is not a file")
+            return key, Path(body)
+        if isinstance(body, str):
+            raise TypeError("a body is bytes (encode the text first) or a Path")
+        memoryview(body)  # TypeError if it is not bytes-like
+        return key, body
+
+    def _multipart_store(self):
+        """The same store with object_store's own retries on: a multipart upload's parts are retried one by one
+        (the single PUTs' store has them off, so that every attempt is counted)."""
+        return store_for(self.location, self.endpoint_url, retries=self.max_attempts - 1)
+
+
+_END = object()
