@@ -1,10 +1,14 @@
-"""Reader benchmark: two data sets behind one loopback S3 endpoint answering every request after 20 ms (its own
+"""Reader benchmark: two data sets behind a loopback S3 endpoint answering every request after 20 ms (its own
 process: streamwatch.local.s3_endpoint; moto's server would be the bottleneck at ~180 GetObject/s):
-1,000 x 64 KiB and 16 x 64 MiB. Contenders: serial boto3 (one GetObject at a time, the baseline), the reader at
-concurrency 32 and at its default, the reader split over two processes (to show one is enough), s5cmd at its
-defaults, `aws s3 cp --recursive` at its defaults. Each contender runs in its own process, so its CPU and peak
-RSS are its own; 3 interleaved rounds, best and median. Files go to /dev/shm and every file is checked.
-Prints the figures and pass/fail per target; the last line is one JSON object."""
+1,000 x 64 KiB and 16 x 64 MiB, and the large set again behind an endpoint that caps each connection's
+bandwidth (`--cap-mb`, as S3 caps one GET stream). Contenders: serial boto3 (one GetObject at a time, the
+baseline), the reader at concurrency 32 and at its default, the reader split over two processes (to show one is
+enough), s5cmd at its defaults, `aws s3 cp --recursive` at its defaults. Each contender runs in its own process,
+so its CPU and peak RSS are its own; `--rounds` interleaved rounds (at least 5), best and median. Every run
+measures the machine's other work (bench/quiet.py) and is redone when it was disturbed; a figure that could not
+get a clean run is flagged. Files go to /dev/shm and every file is checked.
+Prints the figures and pass/fail per target, writes the "reader" section of docs/benchmarks.md and the README's
+block; the last line is one JSON object."""
 
 from __future__ import annotations
 
@@ -16,7 +20,6 @@ import os
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,8 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "lambdas"))
 sys.path.insert(0, str(ROOT / "bench"))
+from quiet import TRIES, clean_run, spawn  # noqa: E402
 
-LATENCY, BUCKET, ROUNDS = 0.020, "bench", 3
+LATENCY, BUCKET, MIN_ROUNDS = 0.020, "bench", 5
 SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
        "AWS_REGION": "us-east-1"}
@@ -49,12 +53,12 @@ class DataSet:
 SMALL, LARGE = DataSet("small", 1000, 64 * 1024, 200), DataSet("large", 16, 64 << 20, 3)
 
 
-def serve(conn) -> None:
-    """The endpoint process: both data sets (one random body per set: memory stays small), then sleep."""
+def serve(conn, names: tuple[str, ...], cap: float) -> None:
+    """An endpoint process: its data sets (one random body per set: memory stays small), then sleep."""
     from streamwatch.local.s3_endpoint import S3Endpoint
-    endpoint = S3Endpoint(latency_s=LATENCY).start()
+    endpoint = S3Endpoint(latency_s=LATENCY, connection_bytes_per_s=cap).start()
     digests = {}
-    for ds in (SMALL, LARGE):
+    for ds in (d for d in (SMALL, LARGE) if d.name in names):
         body = os.urandom(ds.size)
         digest = hashlib.md5(body).hexdigest()  # noqa: S324 (S3's ETag, and the files' check)
         for i in range(ds.objects):
@@ -127,21 +131,6 @@ def _cpu(who: int, before) -> float:
 
 
 # --- the parent: run, time, check ----------------------------------------------------------------------------------
-def spawn(cmd: list[str], env: dict) -> tuple[float, str, resource.struct_rusage]:
-    """Run to exit; wall time, stdout and the child's own rusage (wait4: CPU and peak RSS of that process)."""
-    with tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=err)  # noqa: S603
-        out = proc.stdout.read().decode()
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - t0
-        proc.returncode = code = os.waitstatus_to_exitcode(status)
-        if code:
-            err.seek(0)
-            raise RuntimeError(f"{cmd[:3]} exited {code}: {err.read().decode()[-2000:]}")
-    return elapsed, out, usage
-
-
 def measure(contender: str, ds: DataSet, url: str, digest: str) -> dict:
     """One run: {elapsed, cpu, peak_rss_mib, rss_before_mib, objects}. Children of this script time their own
     read (list + fetch); the CLIs are timed from spawn to exit (s5cmd starts in ~10 ms, aws in ~0.4 s)."""
@@ -166,6 +155,7 @@ def measure(contender: str, ds: DataSet, url: str, digest: str) -> dict:
             usage = row.pop("usage")
             config.unlink()
         check(Path(out), ds, row["objects"], digest)
+        row["process_cpu"] = usage.ru_utime + usage.ru_stime  # the whole process, start-up included
         row["peak_rss_mib"] = usage.ru_maxrss / 1024
         row["rss_before_mib"] = row["rss_before_kib"] / 1024 if row.get("rss_before_kib") else None
         return row
@@ -185,116 +175,201 @@ def check(directory: Path, ds: DataSet, n: int, digest: str) -> None:
         assert hashlib.file_digest(fh, "md5").hexdigest() == digest
 
 
-def main() -> int:
-    os.environ.update(ENV)
-    from streamwatch.reader import DEFAULT_CONCURRENCY, PART_SIZE
+def measure_clean(contender: str, ds: DataSet, url: str, digest: str, pids: tuple[int, ...]) -> dict:
+    return clean_run(lambda: measure(contender, ds, url, digest), pids)
+
+
+def start_endpoint(names: tuple[str, ...], cap: float):
     ctx = mp.get_context("spawn")  # the endpoint process shares nothing with this one
     parent_end, child_end = ctx.Pipe()
-    server = ctx.Process(target=serve, args=(child_end,), daemon=True)
+    server = ctx.Process(target=serve, args=(child_end, names, cap), daemon=True)
     server.start()
     url, digests = parent_end.recv()
+    return server, url, digests
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=MIN_ROUNDS,
+                        help=f"interleaved rounds (fewer than {MIN_ROUNDS}: printed, not written to the docs)")
+    parser.add_argument("--cap-mb", type=float, default=80.0,
+                        help="the capped endpoint's bandwidth per connection, MB/s (default 80)")
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.cap_mb <= 0:
+        parser.error("--rounds and --cap-mb must be positive")
+    os.environ.update(ENV)
+    from streamwatch.reader import DEFAULT_CONCURRENCY, PART_SIZE
     default = DEFAULT_CONCURRENCY
-    contenders = {"serial": "serial boto3 (baseline)", "reader:32": "reader, concurrency 32",
-                  f"reader:{default}": f"reader, default (concurrency {default})",
-                  "reader2:32": "reader, 2 processes x 16 (for comparison)",
-                  "s5cmd": "s5cmd, defaults", "aws": "aws s3 cp --recursive, defaults"}
+    mine = f"reader:{default}"
+    labels = {"serial": "serial boto3 (baseline)", "reader:32": "reader, concurrency 32",
+              mine: f"reader, default (concurrency {default})",
+              "reader2:32": "reader, 2 processes x 16 (for comparison)",
+              "s5cmd": "s5cmd, defaults", "aws": "aws s3 cp --recursive, defaults"}
+    conditions = {"small": (SMALL, "plain", list(labels)),
+                  "large": (LARGE, "plain", [c for c in labels if c != "reader2:32"]),
+                  "capped": (LARGE, "capped", ["serial", mine, "s5cmd"])}
+    plain, plain_url, digests = start_endpoint(("small", "large"), 0.0)
+    capped, capped_url, capped_digests = start_endpoint(("large",), args.cap_mb * 1e6)
+    urls, pids = {"plain": plain_url, "capped": capped_url}, (plain.pid, capped.pid)
+    bodies = {"plain": digests, "capped": capped_digests}  # each endpoint made its own random bodies
     runs: dict[tuple[str, str], list[dict]] = {}
     started = time.perf_counter()
     try:
         for ds in (SMALL, LARGE):  # untimed: the endpoint and this VM's fresh tmpfs pages warm up for everyone
-            for contender in (f"reader:{default}", "s5cmd"):
-                measure(contender, ds, url, digests[ds.name])
-        for _ in range(ROUNDS):
-            for ds in (SMALL, LARGE):
+            for contender in (mine, "s5cmd"):
+                measure(contender, ds, plain_url, digests[ds.name])
+        for _ in range(args.rounds):
+            for condition, (ds, endpoint, contenders) in conditions.items():
                 for contender in contenders:
-                    if contender == "reader2:32" and ds is LARGE:
-                        continue
-                    runs.setdefault((ds.name, contender), []).append(measure(contender, ds, url, digests[ds.name]))
+                    runs.setdefault((condition, contender), []).append(
+                        measure_clean(contender, ds, urls[endpoint], bodies[endpoint][ds.name], pids))
     finally:
-        server.terminate()
-    rows, figures = [], {}
-    for ds in (SMALL, LARGE):
-        serial_med = _stats(runs[(ds.name, "serial")], ds)[1]
-        for contender, label in contenders.items():
-            if (ds.name, contender) not in runs:
-                continue
-            best, med, cpu_per_1000, peak, before = _stats(runs[(ds.name, contender)], ds)
-            fig = {"objects_per_s": round(best, 1), "median_objects_per_s": round(med, 1),
-                   "mb_per_s": round(best * ds.size / 1e6, 1), "median_mb_per_s": round(med * ds.size / 1e6, 1),
-                   "x_serial": round(med / serial_med, 1), "cpu_s_per_1000_objects": round(cpu_per_1000, 3),
-                   "cpu_s_per_gib": round(cpu_per_1000 / 1000 / (ds.size / 2**30), 2),
-                   "peak_rss_mib": round(peak, 1), "rss_before_mib": round(before, 1) if before else None}
-            figures[f"{ds.name}/{contender}"] = fig
-            rows.append((ds, label, fig))
+        plain.terminate()
+        capped.terminate()
+    figures: dict[str, dict] = {}
+    for condition, (ds, _, contenders) in conditions.items():
+        serial_med = _stats(runs[(condition, "serial")], ds)["median"]
+        for contender in contenders:
+            st = _stats(runs[(condition, contender)], ds)
+            figures[f"{condition}/{contender}"] = {
+                "objects_per_s": round(st["best"], 1), "median_objects_per_s": round(st["median"], 1),
+                "mb_per_s": round(st["best"] * ds.size / 1e6, 1),
+                "median_mb_per_s": round(st["median"] * ds.size / 1e6, 1),
+                "x_serial": round(st["median"] / serial_med, 1), "cpu_s_per_1000_objects": round(st["cpu"], 3),
+                "cpu_s_per_gib": round(st["cpu"] / 1000 / (ds.size / 2**30), 2), "peak_rss_mib": round(st["peak"], 1),
+                "rss_before_mib": round(st["before"], 1) if st["before"] else None, "runs_redone": st["redone"],
+                "disturbed_runs": st["disturbed"], "foreign_cores_max": st["foreign_max"]}
+    fig = lambda condition, contender: figures[f"{condition}/{contender}"]  # noqa: E731
     limit = 32 / LATENCY
-    small, large = (lambda c: figures[f"small/{c}"]), (lambda c: figures[f"large/{c}"])
-    mine = f"reader:{default}"
     parts = math.ceil(LARGE.size / PART_SIZE)
     in_flight = min(LARGE.objects, math.ceil(default / parts) + 1)  # objects open at once at the default
-    growth = large(mine)["peak_rss_mib"] - (large(mine)["rss_before_mib"] or 0)
+    growth = fig("large", mine)["peak_rss_mib"] - (fig("large", mine)["rss_before_mib"] or 0)
     memory_bound = 3 * PART_SIZE / 2**20 * in_flight
+    connections = min(default, LARGE.objects * parts)
+    capped_limit = min(connections * args.cap_mb, fig("large", mine)["median_mb_per_s"])
+    flagged = sorted(name for name, f in figures.items() if f["disturbed_runs"])
+    rate = lambda condition, contender: fig(condition, contender)["median_objects_per_s"]  # noqa: E731
     targets = {
-        "default_ge_s5cmd_small": small(mine)["median_objects_per_s"] >= small("s5cmd")["median_objects_per_s"],
-        "default_ge_s5cmd_large": large(mine)["median_objects_per_s"] >= large("s5cmd")["median_objects_per_s"],
-        "c32_ge_80pct_latency_limit": small("reader:32")["median_objects_per_s"] >= 0.8 * limit,
-        "cpu_le_0.5s_per_1000_small": max(small("reader:32")["cpu_s_per_1000_objects"],
-                                          small(mine)["cpu_s_per_1000_objects"]) <= 0.5,
+        "default_ge_s5cmd_small": rate("small", mine) >= rate("small", "s5cmd"),
+        "default_ge_s5cmd_large": rate("large", mine) >= rate("large", "s5cmd"),
+        "cpu_per_gib_le_s5cmd_large": fig("large", mine)["cpu_s_per_gib"] <= fig("large", "s5cmd")["cpu_s_per_gib"],
+        "c32_ge_80pct_latency_limit": fig("small", "reader:32")["median_objects_per_s"] >= 0.8 * limit,
+        "cpu_le_0.5s_per_1000_small": max(fig("small", "reader:32")["cpu_s_per_1000_objects"],
+                                          fig("small", mine)["cpu_s_per_1000_objects"]) <= 0.5,
+        "capped_ge_80pct_of_limit": fig("capped", mine)["median_mb_per_s"] >= 0.8 * capped_limit,
         "large_peak_memory_le_3_parts_per_object_in_flight": growth <= memory_bound,
+        "no_disturbed_figure": not flagged,
     }
     elapsed = time.perf_counter() - started
     head = (f"{LATENCY * 1000:.0f} ms per request, endpoint in its own process, {os.cpu_count()} cores, files to "
-            f"{SCRATCH or 'the temp dir'}; best and median of {ROUNDS} interleaved rounds; x serial on medians")
-    print(f"{head}; endpoint {url}")
-    print(f"{'':50s} {'obj/s':>8s} {'median':>8s} {'MB/s med':>9s} {'x serial':>9s} {'CPU s/1k':>9s} "
-          f"{'CPU s/GiB':>9s} {'peak RSS':>9s}")
-    for ds, label, f in rows:
-        print(f"{ds.name:6s}{label:44s} {f['objects_per_s']:8.1f} {f['median_objects_per_s']:8.1f} "
-              f"{f['median_mb_per_s']:9.1f} {f['x_serial']:8.1f}x {f['cpu_s_per_1000_objects']:9.3f} "
-              f"{f['cpu_s_per_gib']:9.2f} {f['peak_rss_mib']:5.0f} MiB")
+            f"{SCRATCH or 'the temp dir'}; best and median of {args.rounds} interleaved rounds; x serial on medians; "
+            f"capped: {args.cap_mb:g} MB/s per connection")
+    print(f"{head}; endpoints {plain_url} {capped_url}")
+    print(f"{'':56s} {'obj/s':>8s} {'median':>8s} {'MB/s med':>9s} {'x serial':>9s} {'CPU s/1k':>9s} "
+          f"{'CPU s/GiB':>9s} {'peak RSS':>9s} {'redone':>6s}")
+    for condition, (_, _, contenders) in conditions.items():
+        for contender in contenders:
+            f = fig(condition, contender)
+            print(f"{condition:7s}{labels[contender]:49s} {f['objects_per_s']:8.1f} {f['median_objects_per_s']:8.1f} "
+                  f"{f['median_mb_per_s']:9.1f} {f['x_serial']:8.1f}x {f['cpu_s_per_1000_objects']:9.3f} "
+                  f"{f['cpu_s_per_gib']:9.2f} {f['peak_rss_mib']:5.0f} MiB {f['runs_redone']:6d}"
+                  f"{'  DISTURBED' if f['disturbed_runs'] else ''}")
     print(f"latency limit (small, 32 in flight): {limit:.0f} obj/s; reader at 32 = "
-          f"{small('reader:32')['median_objects_per_s'] / limit:.0%} of it")
-    print(f"large set peak RSS at the default: {large(mine)['peak_rss_mib']:.0f} MiB, {growth:.0f} MiB above the "
-          f"process before reading; bound 3 parts x {PART_SIZE >> 20} MiB x {in_flight} objects in flight = "
+          f"{fig('small', 'reader:32')['median_objects_per_s'] / limit:.0%} of it")
+    print(f"capped: limit min({connections} connections x {args.cap_mb:g} MB/s, uncapped "
+          f"{fig('large', mine)['median_mb_per_s']:.0f} MB/s) = {capped_limit:.0f} MB/s; reader at its default = "
+          f"{fig('capped', mine)['median_mb_per_s'] / capped_limit:.0%} of it")
+    print(f"large set peak RSS at the default: {fig('large', mine)['peak_rss_mib']:.0f} MiB, {growth:.0f} MiB above "
+          f"the process before reading; bound 3 parts x {PART_SIZE >> 20} MiB x {in_flight} objects in flight = "
           f"{memory_bound:.0f} MiB")
+    print(f"runs redone for other work on the machine: {sum(f['runs_redone'] for f in figures.values())}; "
+          f"figures without a clean run: {', '.join(flagged) or 'none'}")
     print("targets:", ", ".join(f"{k}={'PASS' if v else 'FAIL'}" for k, v in targets.items()))
     print(f"benchmark ran {elapsed:.0f} s")
-    write_doc(head, rows, targets, limit, figures, growth, memory_bound, in_flight)
-    print(json.dumps({"benchmark": "reader", "latency_ms": LATENCY * 1000, "rounds": ROUNDS,
+    if args.rounds >= MIN_ROUNDS:
+        write_doc(head, args.rounds, conditions, labels, figures, targets, limit, growth, memory_bound, in_flight,
+                  connections, args.cap_mb, capped_limit, flagged, mine)
+    else:
+        print(f"fewer than {MIN_ROUNDS} rounds: docs/benchmarks.md and the README left as they are")
+    print(json.dumps({"benchmark": "reader", "latency_ms": LATENCY * 1000, "rounds": args.rounds,
+                      "cap_mb_per_connection": args.cap_mb,
                       "data_sets": {d.name: {"objects": d.objects, "object_bytes": d.size,
                                              "serial_objects": d.serial_objects} for d in (SMALL, LARGE)},
-                      "latency_limit_32": limit, "figures": figures, "large_rss_growth_mib": round(growth, 1),
-                      "large_memory_bound_mib": memory_bound, "targets": targets}))
+                      "latency_limit_32": limit, "capped_limit_mb_per_s": capped_limit, "figures": figures,
+                      "large_rss_growth_mib": round(growth, 1), "large_memory_bound_mib": memory_bound,
+                      "flagged": flagged, "targets": targets}))
     return 0
 
 
-def _stats(runs: list[dict], ds: DataSet) -> tuple[float, float, float, float, float | None]:
+def _stats(runs: list[dict], ds: DataSet) -> dict:
     rates = [r["objects"] / r["elapsed"] for r in runs]
-    cpu = statistics.median(r["cpu"] / r["objects"] * 1000 for r in runs)
     before = [r["rss_before_mib"] for r in runs if r.get("rss_before_mib")]
-    return max(rates), statistics.median(rates), cpu, max(r["peak_rss_mib"] for r in runs), \
-        (max(before) if before else None)
+    foreign = [r["foreign_cores"] for r in runs if r.get("foreign_cores") is not None]
+    return {"best": max(rates), "median": statistics.median(rates),
+            "cpu": statistics.median(r["cpu"] / r["objects"] * 1000 for r in runs),
+            "peak": max(r["peak_rss_mib"] for r in runs), "before": max(before) if before else None,
+            "redone": sum(r["tries"] - 1 for r in runs), "disturbed": sum(1 for r in runs if r.get("disturbed")),
+            "foreign_max": round(max(foreign), 2) if foreign else None}
 
 
-def write_doc(head, rows, targets, limit, figures, growth, bound, in_flight) -> None:
+def write_doc(head, rounds, conditions, labels, figures, targets, limit, growth, bound, in_flight, connections,
+              cap_mb, capped_limit, flagged, mine) -> None:
+    """The "reader" section of docs/benchmarks.md, and the README's block from the same figures."""
     from docs_section import update_doc
 
     from streamwatch.reader import PART_SIZE
-    part_mib = PART_SIZE >> 20
-    small = figures["small/reader:32"]["median_objects_per_s"]
-    lines = ["## Reader (`bench/reader.py`)", "",
+    fig = lambda condition, contender: figures[f"{condition}/{contender}"]  # noqa: E731
+    small = fig("small", "reader:32")["median_objects_per_s"]
+    verdict = "; ".join(f"{k}: {'pass' if v else 'FAIL'}" for k, v in targets.items())
+    warning = ([f"**Disturbed:** no clean run in {TRIES} tries for {', '.join(flagged)}; these figures are not for "
+                "publishing.", ""] if flagged else [])
+    lines = ["## Reader (`bench/reader.py`)", "", *warning,
              f"{SMALL.objects:,} x {SMALL.size >> 10} KiB and {LARGE.objects} x {LARGE.size >> 20} MiB behind a "
-             f"loopback S3 endpoint; {head}. Each contender runs in its own process: CPU and peak RSS are its own "
-             "(the reader's CPU and time cover its list and fetch; the CLIs are timed from spawn to exit).", "",
+             f"loopback S3 endpoint, and the large set again behind one that caps each connection at {cap_mb:g} MB/s "
+             f"(capped); {head}. Each contender runs in its own process: CPU and peak RSS are its own (the reader's "
+             "CPU and time cover its list and fetch; the CLIs are timed from spawn to exit). A run during which other "
+             "work took more than 0.25 cores is redone.", "",
              "| set | client | obj/s (best) | obj/s (median) | MB/s (median) | x serial | CPU s per 1,000 objects "
-             "| CPU s per GiB | peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {ds.name} | {label} | {f['objects_per_s']:,.1f} | {f['median_objects_per_s']:,.1f} | "
-              f"{f['median_mb_per_s']:,.1f} | {f['x_serial']:.1f}x | {f['cpu_s_per_1000_objects']:.3f} | "
-              f"{f['cpu_s_per_gib']:.2f} | {f['peak_rss_mib']:.0f} |" for ds, label, f in rows]
+             "| CPU s per GiB | peak RSS MiB | runs redone |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for condition, (_, _, contenders) in conditions.items():
+        for contender in contenders:
+            f = fig(condition, contender)
+            lines.append(f"| {condition} | {labels[contender]} | {f['objects_per_s']:,.1f} | "
+                         f"{f['median_objects_per_s']:,.1f} | {f['median_mb_per_s']:,.1f} | {f['x_serial']:.1f}x | "
+                         f"{f['cpu_s_per_1000_objects']:.3f} | {f['cpu_s_per_gib']:.2f} | {f['peak_rss_mib']:.0f} | "
+                         f"{f['runs_redone']}{' (disturbed)' if f['disturbed_runs'] else ''} |")
     lines += ["", f"Latency limit for the small set at 32 in flight: {limit:,.0f} obj/s; the reader at 32 reaches "
-              f"{small / limit:.0%}. Large set peak memory at the default: {growth:.0f} MiB above the process before "
-              f"reading (bound: 3 parts of {part_mib} MiB x {in_flight} objects in flight = {bound:.0f} MiB).",
-              "", "Targets: " + "; ".join(f"{k}: {'pass' if v else 'FAIL'}" for k, v in targets.items()) + "."]
+              f"{small / limit:.0%}. Capped: the limit is the smaller of {connections} connections x {cap_mb:g} MB/s "
+              f"and the uncapped reader's {fig('large', mine)['median_mb_per_s']:,.0f} MB/s, {capped_limit:,.0f} MB/s;"
+              f" the reader reaches {fig('capped', mine)['median_mb_per_s'] / capped_limit:.0%}. Large set peak "
+              f"memory at the default: {growth:.0f} MiB above the process before reading (bound: 3 parts of "
+              f"{PART_SIZE >> 20} MiB x {in_flight} objects in flight = {bound:.0f} MiB).", "", f"Targets: {verdict}."]
     update_doc("reader", "\n".join(lines))
+
+    def cell(condition: str, contender: str, key: str, fmt: str) -> str:
+        return format(figures[f"{condition}/{contender}"][key], fmt) if f"{condition}/{contender}" in figures else "-"
+
+    readme = ["Measured by `bench/reader.py` (2 cores, a loopback S3 endpoint answering in 20 ms, medians of "
+              f"{rounds} interleaved rounds; capped: {cap_mb:g} MB/s per "
+              "connection, as S3 caps one GET stream; all figures in docs/benchmarks.md)"
+              f"{': DISTURBED, not for publishing' if flagged else ''}:", "",
+              f"| client | {SMALL.objects:,} x {SMALL.size >> 10} KiB: obj/s | x serial | CPU s per 1,000 | "
+              f"{LARGE.objects} x {LARGE.size >> 20} MiB: MB/s | CPU s per GiB | capped: MB/s | peak RSS, "
+              f"{LARGE.size >> 20} MiB set |", "|---|---|---|---|---|---|---|---|"]
+    for contender in ("serial", "reader:32", mine, "s5cmd", "aws"):
+        label = labels[contender].replace("aws s3 cp --recursive", "`aws s3 cp --recursive`")
+        rate = cell("small", contender, "median_objects_per_s", ",.0f")
+        if contender == "reader:32":
+            rate += f" ({small / limit:.0%} of the {limit:,.0f} latency limit)"
+        readme.append(f"| {label} | {rate} | {cell('small', contender, 'x_serial', '.0f')}x | "
+                      f"{cell('small', contender, 'cpu_s_per_1000_objects', '.2f')} | "
+                      f"{cell('large', contender, 'median_mb_per_s', ',.0f')} | "
+                      f"{cell('large', contender, 'cpu_s_per_gib', '.2f')} | "
+                      f"{cell('capped', contender, 'median_mb_per_s', ',.0f')} | "
+                      f"{cell('large', contender, 'peak_rss_mib', '.0f')} MiB |")
+    readme += ["", f"Targets in this run: {verdict}."]
+    update_doc("reader", "\n".join(readme), path=ROOT / "README.md")
 
 
 if __name__ == "__main__":
