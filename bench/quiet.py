@@ -1,7 +1,13 @@
 """Whether a measured run had the machine to itself: the CPU the whole machine was busy during the run (Linux's
 /proc/stat, steal time included: another VM's work slows this one too), less the CPU of the benchmark's own
 processes, in cores. A run with more than `FOREIGN_LIMIT` cores of foreign work is redone by the benchmark,
-and flagged when no clean run could be had."""
+and flagged when no clean run could be had.
+
+And one fact of this VM that decides CPU figures: it hands memory freed for more than about 2 s back to its host
+(free page reporting), and touching such memory again costs about three times the CPU of reusing memory freed
+just before (1 GiB written to /dev/shm: 0.29 s of system time right after another GiB was deleted, 0.9-1.0 s
+after a pause). A contender that starts right after the previous one's files were deleted would run on warm
+pages, one that imports for a second on cold ones; `warm_pages` gives every run the same start."""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import os
 import resource
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 
@@ -83,15 +90,60 @@ def clean_run(measure: Callable[[], dict], pids: tuple[int, ...] = ()) -> dict:
 
 
 def spawn(cmd: list[str], env: dict) -> tuple[float, str, resource.struct_rusage]:
-    """Run to exit; wall time, stdout and the child's own rusage (wait4: CPU and peak RSS of that process)."""
+    """Run to exit; wall time, stdout and the child's own rusage (wait4: its CPU), with `ru_maxrss` replaced by
+    its peak RSS in KiB read from /proc (VmHWM, sampled until it exits). wait4's own maxrss counts the memory
+    of this process at the fork, so it can never show a contender smaller than the benchmark itself."""
     with tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=err)  # noqa: S603
+        peak, done = [0], threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.01):
+                peak[0] = max(peak[0], _hwm_kib(proc.pid))
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         out = proc.stdout.read().decode()
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - t0
+        done.set()
+        sampler.join()
         proc.returncode = code = os.waitstatus_to_exitcode(status)
         if code:
             err.seek(0)
             raise RuntimeError(f"{cmd[:3]} exited {code}: {err.read().decode()[-2000:]}")
-    return elapsed, out, usage
+    return elapsed, out, _Usage(usage, peak[0])
+
+
+class _Usage:
+    """A struct_rusage whose ru_maxrss is the sampled peak."""
+
+    def __init__(self, usage: resource.struct_rusage, peak_kib: int) -> None:
+        self._usage, self.ru_maxrss = usage, peak_kib
+
+    def __getattr__(self, name: str):
+        return getattr(self._usage, name)
+
+
+def _hwm_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def warm_pages(nbytes: int, scratch: str | None) -> None:
+    """Write and delete `nbytes` in the scratch folder: the next run's first `nbytes` of new memory (its files,
+    its buffers) are pages freed just now, whoever the contender is (see the module's docstring)."""
+    fd, path = tempfile.mkstemp(prefix="warm-", dir=scratch)
+    try:
+        block = bytes(1 << 20)
+        for _ in range(max(1, nbytes >> 20)):
+            os.write(fd, block)
+    finally:
+        os.close(fd)
+        os.unlink(path)

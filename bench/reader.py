@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "lambdas"))
 sys.path.insert(0, str(ROOT / "bench"))
-from quiet import TRIES, clean_run, spawn  # noqa: E402
+from quiet import TRIES, clean_run, spawn, warm_pages  # noqa: E402
 
 LATENCY, BUCKET, MIN_ROUNDS = 0.020, "bench", 5
 SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
@@ -134,6 +134,7 @@ def _cpu(who: int, before) -> float:
 def measure(contender: str, ds: DataSet, url: str, digest: str) -> dict:
     """One run: {elapsed, cpu, peak_rss_mib, rss_before_mib, objects}. Children of this script time their own
     read (list + fetch); the CLIs are timed from spawn to exit (s5cmd starts in ~10 ms, aws in ~0.4 s)."""
+    warm_pages(ds.objects * ds.size + (256 << 20), SCRATCH)  # the files and the buffers: every run alike
     out = tempfile.mkdtemp(prefix=f"sw-{ds.name}-", dir=SCRATCH)
     env = {**os.environ, **ENV}
     try:
@@ -200,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rounds and --cap-mb must be positive")
     os.environ.update(ENV)
     from streamwatch.reader import DEFAULT_CONCURRENCY, PART_SIZE
+    from streamwatch.reader.objects import RANGE_CONCURRENCY
     default = DEFAULT_CONCURRENCY
     mine = f"reader:{default}"
     labels = {"serial": "serial boto3 (baseline)", "reader:32": "reader, concurrency 32",
@@ -243,10 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     fig = lambda condition, contender: figures[f"{condition}/{contender}"]  # noqa: E731
     limit = 32 / LATENCY
     parts = math.ceil(LARGE.size / PART_SIZE)
-    in_flight = min(LARGE.objects, math.ceil(default / parts) + 1)  # objects open at once at the default
+    in_flight = min(LARGE.objects, math.ceil(RANGE_CONCURRENCY / parts) + 1)  # objects streaming at once
     growth = fig("large", mine)["peak_rss_mib"] - (fig("large", mine)["rss_before_mib"] or 0)
     memory_bound = 3 * PART_SIZE / 2**20 * in_flight
-    connections = min(default, LARGE.objects * parts)
+    connections = min(RANGE_CONCURRENCY, LARGE.objects * parts)
     capped_limit = min(connections * args.cap_mb, fig("large", mine)["median_mb_per_s"])
     flagged = sorted(name for name, f in figures.items() if f["disturbed_runs"])
     rate = lambda condition, contender: fig(condition, contender)["median_objects_per_s"]  # noqa: E731
@@ -329,7 +331,10 @@ def write_doc(head, rounds, conditions, labels, figures, targets, limit, growth,
              f"loopback S3 endpoint, and the large set again behind one that caps each connection at {cap_mb:g} MB/s "
              f"(capped); {head}. Each contender runs in its own process: CPU and peak RSS are its own (the reader's "
              "CPU and time cover its list and fetch; the CLIs are timed from spawn to exit). A run during which other "
-             "work took more than 0.25 cores is redone.", "",
+             "work took more than 0.25 cores is redone. Before each run the benchmark writes and deletes as many "
+             "bytes as the run will need: this VM hands memory freed for about 2 s back to its host, and touching it "
+             "again costs about 3x the system time (bench/quiet.py), so without it a contender that starts fast "
+             "(s5cmd) ran on warm pages and one that imports for a second (Python) on cold ones.", "",
              "| set | client | obj/s (best) | obj/s (median) | MB/s (median) | x serial | CPU s per 1,000 objects "
              "| CPU s per GiB | peak RSS MiB | runs redone |", "|---|---|---|---|---|---|---|---|---|---|"]
     for condition, (_, _, contenders) in conditions.items():

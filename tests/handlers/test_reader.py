@@ -146,6 +146,20 @@ def large():
         yield ep
 
 
+def test_ranges_in_flight_stay_within_range_concurrency_while_small_objects_use_the_rest(large, tmp_path):
+    # Given 3 large objects (50 ranges) and 40 small ones, on an endpoint answering in 20 ms
+    large.latency_s = 0.02
+    for i in range(40):
+        large.put("bkt", f"{PREFIX}s-{i:02d}", b"x" * 100)
+    # When a reader of 8 requests in flight, at most 3 of them ranges, fetches them
+    report = large_reader(large, range_concurrency=3).fetch("bkt", PREFIX, to_dir=tmp_path)
+    # Then all landed, and never were more than 3 ranges in flight, nor more than 8 requests in all
+    assert report.complete
+    ranged = sum(len(v) for v in large.ranges.values())
+    assert ranged == 16 + 17 + 17 and large.max_in_flight <= 8
+    assert large.max_ranges_in_flight == 3
+
+
 def test_large_objects_are_fetched_in_parallel_ranges_into_whole_files(large, tmp_path):
     # Given objects of 1 MiB and more, a small one, and a reader taking 64 KiB ranges from 128 KiB up
     # When the dataset is fetched

@@ -40,3 +40,13 @@ def test_a_live_process_cpu_is_read_from_proc():
     # Then the two are close
     assert abs(quiet.process_cpu_s(os.getpid()) - (usage.ru_utime + usage.ru_stime)) < 0.5
     assert quiet.process_cpu_s(2**22 + 1) == 0.0  # a process that does not exist
+
+
+def test_spawn_reports_the_childs_own_peak_memory_not_the_parents():
+    # Given a child that holds 120 MiB for a moment, spawned by this (larger or smaller) process
+    code = "x = bytearray(120 << 20); import time; time.sleep(0.2)"
+    # When it runs to exit through spawn
+    _, _, usage = quiet.spawn([sys.executable, "-c", code], dict(os.environ))
+    # Then its peak is its own: the 120 MiB and an interpreter, whatever this process holds
+    assert 120 << 10 <= usage.ru_maxrss < 200 << 10
+    assert usage.ru_utime >= 0  # the rest of wait4's rusage is still there

@@ -34,6 +34,8 @@ RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 QUOTE = {'"': "&quot;"}
 WRITE_SLICE = 1 << 20  # large bodies go out in 1 MiB slices, drained in between: bounded buffering
 PACED_SLICE = 64 << 10  # under a bandwidth cap: smaller slices, so the pace is smooth
+READ_LIMIT = 16 << 20  # a request body is read into a buffer this large without pausing the socket (asyncio's
+# default, 64 KiB, pauses and resumes it every 128 KiB: uploads through it measured the endpoint, not the client)
 
 
 class S3Endpoint:
@@ -48,6 +50,7 @@ class S3Endpoint:
         self.uploads: dict[str, tuple[str, str, dict[int, tuple[bytes, str]]]] = {}  # id -> bucket, key, parts
         self.requests: defaultdict[str, int] = defaultdict(int)
         self.in_flight = self.max_in_flight = 0
+        self.ranges_in_flight = self.max_ranges_in_flight = 0  # of them, Range GETs
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -79,7 +82,8 @@ class S3Endpoint:
         def run() -> None:
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
-            server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024))
+            server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024,
+                                                                         limit=READ_LIMIT))
             self.port = server.sockets[0].getsockname()[1]
             ready.set()
             self._loop.run_forever()
@@ -131,9 +135,12 @@ class S3Endpoint:
                     if "aws-chunked" in headers.get("content-encoding", "") or \
                             headers.get("x-amz-content-sha256", "").startswith("STREAMING-"):
                         body = _decode_aws_chunked(body)
+                ranged = "range" in headers
                 with self._lock:
                     self.in_flight += 1
                     self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                    self.ranges_in_flight += ranged
+                    self.max_ranges_in_flight = max(self.max_ranges_in_flight, self.ranges_in_flight)
                 try:
                     if self.latency_s:
                         await asyncio.sleep(self.latency_s)
@@ -141,6 +148,7 @@ class S3Endpoint:
                 finally:
                     with self._lock:
                         self.in_flight -= 1
+                        self.ranges_in_flight -= ranged
                 if not keep:
                     break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):

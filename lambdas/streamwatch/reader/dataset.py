@@ -20,6 +20,7 @@ from streamwatch.reader.objects import (
     DEFAULT_CONCURRENCY,
     LARGE_THRESHOLD,
     PART_SIZE,
+    RANGE_CONCURRENCY,
     ObjectInfo,
     ObjectResult,
     ReadError,
@@ -44,11 +45,15 @@ def _located(source: str | Location, prefix: str = "") -> Location:
 class DatasetReader:
     def __init__(self, *, concurrency: int = DEFAULT_CONCURRENCY, max_attempts: int = 5,
                  endpoint_url: str | None = None, part_size: int = PART_SIZE, large_threshold: int = LARGE_THRESHOLD,
-                 chunk_size: int = CHUNK, processes: int | None = None) -> None:
-        """`concurrency`: requests in flight (objects, or parts of large objects). `processes` is accepted for
-        callers of the former multi-process reader and ignored: one process reaches the limit."""
-        if concurrency < 1:
-            raise ValueError("concurrency must be >= 1")
+                 chunk_size: int = CHUNK, processes: int | None = None,
+                 range_concurrency: int = RANGE_CONCURRENCY) -> None:
+        """`concurrency`: requests in flight (objects, or parts of large objects); `range_concurrency` of them at
+        most are byte ranges of large objects: a small object costs a request's latency, a range its bandwidth,
+        and past a few dozen ranges the bandwidth is spent and each more one only adds buffers. `processes` is
+        accepted for callers of the former multi-process reader and ignored: one process reaches the limit."""
+        if concurrency < 1 or range_concurrency < 1:
+            raise ValueError("concurrency and range_concurrency must be >= 1")
+        self.range_concurrency = range_concurrency
         if part_size < 1 or large_threshold < 1:
             raise ValueError("part_size and large_threshold must be >= 1")
         self.concurrency, self.processes, self.max_attempts = concurrency, 1, max(1, max_attempts)
@@ -112,6 +117,7 @@ class DatasetReader:
                     progress(result)
 
         jobs: list[Callable[[], None]] = []
+        ranges = threading.BoundedSemaphore(self.range_concurrency)
         positional = getattr(sink_factory, "positional", False)
         refuse = getattr(sink_factory, "refuse", None)
         for obj, result in zip(objects, report.results, strict=True):
@@ -120,7 +126,7 @@ class DatasetReader:
                 result.error = f"Refused: {reason}"
                 done(result)
             elif positional and obj.etag and obj.size >= self.large_threshold:
-                ranged = _Ranged(self, store, obj, result, sink_factory, done)
+                ranged = _Ranged(self, store, obj, result, sink_factory, done, ranges)
                 jobs += [functools.partial(ranged.part, i) for i in range(ranged.parts)]
             else:
                 jobs.append(functools.partial(self._fetch_whole, store, obj, result, sink_factory, done))
@@ -172,8 +178,9 @@ class _Ranged:
     part that finishes last (or aborted, if any part failed for good)."""
 
     def __init__(self, reader: DatasetReader, store, obj: ObjectInfo, result: ObjectResult,
-                 sink_factory: Callable[[str], Sink], done: Callable[[ObjectResult], None]) -> None:
-        self.reader, self.store, self.obj, self.result = reader, store, obj, result
+                 sink_factory: Callable[[str], Sink], done: Callable[[ObjectResult], None],
+                 ranges: threading.BoundedSemaphore) -> None:
+        self.reader, self.store, self.obj, self.result, self.ranges = reader, store, obj, result, ranges
         self.sink_factory, self.done = sink_factory, done
         self.parts = self.remaining = math.ceil(obj.size / reader.part_size)
         self.sink: Sink | None = None
@@ -196,6 +203,10 @@ class _Ranged:
             return self.sink
 
     def part(self, index: int) -> None:
+        with self.ranges:
+            self._part(index)
+
+    def _part(self, index: int) -> None:
         reader = self.reader
         offset = start = index * reader.part_size
         end = min(self.obj.size, start + reader.part_size)

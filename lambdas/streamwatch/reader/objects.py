@@ -19,9 +19,11 @@ from streamwatch.core import scope
 from streamwatch.core.backoff import CLIENT
 
 CHUNK = 256 << 10  # bytes per piece of a streamed body (1 MiB pieces: ~1.5x the peak memory, no faster)
-PART_SIZE = 8 << 20  # byte range per request for large objects
-LARGE_THRESHOLD = 16 << 20  # objects this large go in ranges (when written to files)
-DEFAULT_CONCURRENCY = 64  # requests in flight
+PART_SIZE = 16 << 20  # byte range per request for large objects (AWS suggests 8-16 MB; fewer requests, less CPU)
+LARGE_THRESHOLD = 16 << 20  # objects larger than this go in ranges (when written to files)
+DEFAULT_CONCURRENCY = 128  # requests in flight (s5cmd's default is 256 workers)
+RANGE_CONCURRENCY = 16  # of them, byte ranges of large objects: ~16 x one stream's bandwidth; more ranges only
+# added buffers and CPU on 2 cores (docs/benchmarks.md); raise it on a machine with a faster network
 CLIENT_OPTIONS = {"connect_timeout": "5s", "read_timeout": "30s", "timeout": "10min", "pool_idle_timeout": "60s"}
 STATUS = re.compile(r"status code: (\d{3})(?: ([A-Za-z][A-Za-z -]*[A-Za-z]))?")
 CODE, MESSAGE = re.compile(r"<Code>([^<]*)</Code>"), re.compile(r"<Message>([^<]*)</Message>")

@@ -26,10 +26,11 @@ from streamwatch.core.backoff import CLIENT
 from streamwatch.reader.objects import classify, unaddressable
 from streamwatch.reader.stores import Location, parse_location, store_for
 
-DEFAULT_WRITE_CONCURRENCY = 32  # objects in flight
+DEFAULT_WRITE_CONCURRENCY = 128  # objects in flight (s5cmd's default is 256 workers)
 MULTIPART_THRESHOLD = 16 << 20  # bodies this large go as a multipart upload
 WRITE_PART_SIZE = 8 << 20  # bytes per part (S3: at least 5 MiB but the last, at most 10,000 parts)
-PART_CONCURRENCY = 8  # parts of one object in flight
+PART_CONCURRENCY = 4  # parts of one object in flight
+PARTS_IN_FLIGHT = 16  # parts of all objects: each is a part_size buffer, so memory stays ~16 x 8 MiB
 MAX_KEY_BYTES = 1024  # S3's limit on a key
 
 
@@ -77,9 +78,10 @@ class DatasetWriter:
     def __init__(self, destination: str, prefix: str = "", *, concurrency: int = DEFAULT_WRITE_CONCURRENCY,
                  max_attempts: int = 5, endpoint_url: str | None = None,
                  multipart_threshold: int = MULTIPART_THRESHOLD, part_size: int = WRITE_PART_SIZE,
-                 part_concurrency: int = PART_CONCURRENCY) -> None:
+                 part_concurrency: int = PART_CONCURRENCY, parts_in_flight: int = PARTS_IN_FLIGHT) -> None:
         """`destination`: a bucket name with `prefix`, or a URL (s3://bucket/prefix/, gs://, az://); a bad one
-        raises stores.BadLocation before anything is sent."""
+        raises stores.BadLocation before anything is sent. At most `parts_in_flight // part_concurrency` large
+        bodies are uploaded at once, since each part in flight is a buffer of `part_size`."""
         if concurrency < 1 or part_concurrency < 1:
             raise ValueError("concurrency and part_concurrency must be >= 1")
         if part_size < 5 << 20:
@@ -90,6 +92,7 @@ class DatasetWriter:
         self.concurrency, self.max_attempts = concurrency, max(1, max_attempts)
         self.endpoint_url, self.part_size, self.part_concurrency = endpoint_url, part_size, part_concurrency
         self.multipart_threshold = max(multipart_threshold, part_size + 1)
+        self.large_at_once = max(1, parts_in_flight // part_concurrency)
         self.sleep: Callable[[float], None] = time.sleep
 
     def key_of(self, relative: str) -> str:
@@ -104,6 +107,7 @@ class DatasetWriter:
         report = WriteReport(str(self.location))
         store = store_for(self.location, self.endpoint_url)
         lock, source = threading.Lock(), iter(items)
+        self._large = threading.BoundedSemaphore(self.large_at_once)
 
         def work() -> None:
             while True:
@@ -146,8 +150,8 @@ class DatasetWriter:
             result.attempts += 1
             try:
                 if large:
-                    put = obstore.put(self._multipart_store(), key, body, use_multipart=True,
-                                      chunk_size=self.part_size, max_concurrency=self.part_concurrency)
+                    with self._large:
+                        put = self._put_multipart(key, body)
                 else:
                     put = obstore.put(store, key, body, use_multipart=False)
                 result.ok, result.bytes, result.error, result.etag = True, size, None, put.get("e_tag")
@@ -157,6 +161,14 @@ class DatasetWriter:
                 if not transient or attempt + 1 >= self.max_attempts:
                     return
                 self.sleep(CLIENT.delay(attempt))
+
+    def _put_multipart(self, key: str, body) -> dict:
+        """An open file is read a part at a time (a Path would be read whole)."""
+        options = {"use_multipart": True, "chunk_size": self.part_size, "max_concurrency": self.part_concurrency}
+        if isinstance(body, Path):
+            with open(body, "rb") as fh:
+                return obstore.put(self._multipart_store(), key, fh, **options)
+        return obstore.put(self._multipart_store(), key, body, **options)
 
     def _unpack(self, item, base, result: WriteResult) -> tuple[str, bytes | memoryview | Path]:
         if isinstance(item, str | os.PathLike):
