@@ -39,7 +39,8 @@ def add_parsers(sub) -> None:
                        "for large files and a per-object report")
     p.add_argument("dir", help="the folder: every file under it, by its path relative to it")
     p.add_argument("url", help="where: s3://bucket/prefix/, gs://bucket/prefix/ or az://container/prefix/")
-    p.add_argument("--concurrency", type=int, help="objects in flight (default 128; a large file sends 4 parts at once, 16 for all)")
+    p.add_argument("--concurrency", type=int,
+                   help="objects in flight (default 128; a large file sends 4 parts at once, 16 for all)")
     p.add_argument("--max-attempts", type=int, default=5)
     p.add_argument("--endpoint-url", help="another S3 endpoint (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL or "
                    "AWS), or the GCS base URL or Azure endpoint")
