@@ -14,7 +14,10 @@ an asyncio wake-up per request costs more than a thread switch.
 Large objects (at least `large_threshold` bytes, ETag known, a file destination): split into `part_size` byte
 ranges, each a work item like any small object, streamed in `chunk_size` pieces with os.pwrite at its offset into
 a preallocated temp file. Parts of one object are queued together, so few objects are open at once and memory
-is ~requests in flight x chunk_size whatever the object size.
+is ~ranges in flight x chunk_size whatever the object size. At most `range_concurrency` ranges are in flight:
+a small object costs a request's latency, a range its bandwidth. Profiled (py-spy, perf), a large read's CPU is
+the kernel's copies, socket to process and process to file, which every client pays; more ranges only added
+buffers and thread wake-ups.
 
 Retries: obstore's own retries are off (RetryConfig max_retries=0) and the reader retries, so every attempt is
 counted in the report and one policy (exponential backoff, full jitter) covers 5xx, SlowDown, throttling,
