@@ -58,6 +58,10 @@ CASES = [
     (["settings", "--set", "buffer_interval_s=5"], None, 2, "buffer_interval_s=5 is out of range: allowed 60..900"),
     (["fetch", "d1", "--to", "out", "--bucket", "b"], None, 2, "no AWS credentials found: set AWS_PROFILE or run "
                                                                "`aws configure`"),
+    (["push", ".", "s3://b/out/"], None, 2, "no AWS credentials found: set AWS_PROFILE or run `aws configure`"),
+    (["fetch", "s3://b/x/", "--to", "out", "--list", "nolist.txt"], None, 2, "--list nolist.txt: cannot read it"),
+    (["fetch", "gs://", "--to", "out"], None, 2, "gs://: name the bucket right after gs://"),
+    (["fetch", "s3://b/x/", "--to", "out", "--bucket", "c"], None, 2, "a URL names its own bucket and prefix"),
     (["run", "start", "d1", "--producers", "a"], None, 2, "no streamwatch deployment given"),
     (["status"], None, 2, "no streamwatch deployment given"),
     (["status", "--local"], None, 2, "no local run is going: start one with `streamwatch demo`"),
