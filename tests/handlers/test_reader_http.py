@@ -159,3 +159,27 @@ def test_the_cli_fetches_a_url_and_prints_each_failure_with_its_url(server, tmp_
     assert f"FAILED {server.url}repo/libs/missing.jar: HTTP 404 Not Found" in out.stdout
     assert json.loads(out.stdout.splitlines()[-1])["ok"] == 1
     assert (tmp_path / "out" / "libs" / "b-1.0.jar").read_bytes() == FILES["repo/libs/b-1.0.jar"]
+
+
+@pytest.mark.parametrize("scheme", ["gs", "az"])
+def test_gcs_and_azure_objects_are_read_through_their_own_stores_with_the_same_retries(scheme, tmp_path,
+                                                                                       monkeypatch):
+    # Given a loopback server answering GCS's and Azure's object GETs, a 503 on one object, one object missing
+    monkeypatch.setenv("GOOGLE_SKIP_SIGNATURE", "true")
+    monkeypatch.setenv("AZURE_SKIP_SIGNATURE", "true")
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", "acct")
+    with HTTPFiles() as files:
+        files.put("bkt/data/a.bin", b"A" * 3000)
+        files.put("bkt/data/sub/b.bin", b"B" * 10)
+        files.fail("bkt/data/a.bin", "503")
+        reader = fast(DatasetReader(endpoint_url=files.url.rstrip("/")))
+        # When the objects a file list names are fetched from the bucket's URL
+        location = parse_location(f"{scheme}://bkt/data/")
+        objects = objects_from_lines(location, ["a.bin", "sub/b.bin", "gone.bin"])
+        report = reader.fetch(location, objects=objects, to_dir=tmp_path)
+    # Then the present ones arrived whole (the 503 retried), and the missing one failed by its URL and status
+    by_key = {r.key: r for r in report.results}
+    assert (by_key["data/a.bin"].ok, by_key["data/a.bin"].attempts) == (True, 2)
+    assert files_in(tmp_path) == {"a.bin": b"A" * 3000, "sub/b.bin": b"B" * 10}
+    assert by_key["data/gone.bin"].error == "HTTP 404 Not Found"
+    assert report.url_of("data/gone.bin") == f"{scheme}://bkt/data/gone.bin"
