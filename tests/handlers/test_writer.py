@@ -150,3 +150,23 @@ def test_push_refuses_bad_input_in_one_line_before_the_network(args, message):
     # Then one line says what to fix, with exit 2
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_s3s_multipart_limits_hold_on_the_endpoint_and_in_the_writer(endpoint):
+    # Given S3's documented limits: parts of 5 MiB at least but the last, at most 10,000 of them
+    import boto3
+    s3 = boto3.client("s3", endpoint_url=endpoint.url)
+    upload = s3.create_multipart_upload(Bucket="out", Key="k")["UploadId"]
+    small = s3.upload_part(Bucket="out", Key="k", UploadId=upload, PartNumber=1, Body=b"x" * 1024)["ETag"]
+    last = s3.upload_part(Bucket="out", Key="k", UploadId=upload, PartNumber=2, Body=b"y")["ETag"]
+    # When an upload whose first part is under 5 MiB is completed
+    with pytest.raises(s3.exceptions.ClientError, match="EntityTooSmall"):
+        s3.complete_multipart_upload(Bucket="out", Key="k", UploadId=upload, MultipartUpload={"Parts": [
+            {"PartNumber": 1, "ETag": small}, {"PartNumber": 2, "ETag": last}]})
+    # Then the endpoint refuses it as S3 would, and refuses a part number past 10,000
+    with pytest.raises(s3.exceptions.ClientError, match="InvalidArgument"):
+        s3.upload_part(Bucket="out", Key="k", UploadId=upload, PartNumber=10_001, Body=b"z")
+    # And the writer keeps a 100 GiB body within 10,000 parts, in whole MiB, never under its part size
+    w = writer(endpoint)
+    assert w.part_size_for(100 << 30) == 11 << 20 and -(-(100 << 30) // w.part_size_for(100 << 30)) <= 10_000
+    assert w.part_size_for(64 << 20) == 8 << 20

@@ -9,7 +9,8 @@ are written as slices of the stored object, not copied whole), so what is measur
 (per key, consumed one per request): "503" SlowDown, "500" InternalError, "broken" (headers promise the whole
 body or range, half is sent, the connection drops), "404" NoSuchKey, "403" AccessDenied. Faults for key ""
 hit the next ListObjectsV2 page instead. On an upload, "broken" drops the connection half-way through the body;
-the faults of one part are keyed "key?partNumber=N".
+the faults of one part are keyed "key?partNumber=N". As S3 does, a part number outside 1-10,000 is refused, and
+so is a completed upload with a part under 5 MiB that is not the last (EntityTooSmall).
 
 `connection_bytes_per_s` caps each connection's bandwidth, as a single S3 GET stream is capped (AWS's
 performance guidelines: parallelize with byte-range GETs to go past one connection's throughput); 0, no cap.
@@ -34,6 +35,7 @@ RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 QUOTE = {'"': "&quot;"}
 WRITE_SLICE = 1 << 20  # large bodies go out in 1 MiB slices, drained in between: bounded buffering
 PACED_SLICE = 64 << 10  # under a bandwidth cap: smaller slices, so the pace is smooth
+MIN_PART, MAX_PARTS = 5 << 20, 10_000  # S3 User Guide, "Amazon S3 multipart upload limits"
 READ_LIMIT = 16 << 20  # a request body is read into a buffer this large without pausing the socket (asyncio's
 # default, 64 KiB, pauses and resumes it every 128 KiB: uploads through it measured the endpoint, not the client)
 
@@ -200,6 +202,9 @@ class S3Endpoint:
             return await self._send(writer, 404, _error("NoSuchUpload", "The specified upload does not exist.", key),
                                     "application/xml")
         if method == "PUT" and upload:
+            if not 1 <= int(params["partNumber"]) <= MAX_PARTS:
+                return await self._send(writer, 400, _error("InvalidArgument", "Part number must be an integer "
+                                                            "between 1 and 10000, inclusive", key), "application/xml")
             etag = _etag_of(body)
             upload[2][int(params["partNumber"])] = (body, etag)
             return await self._send(writer, 200, b"", "application/xml", {"ETag": etag})
@@ -208,6 +213,9 @@ class S3Endpoint:
             if not wanted or any(n not in upload[2] for n in wanted):
                 return await self._send(writer, 400, _error("InvalidPart", "One or more of the specified parts "
                                                             "could not be found.", key), "application/xml")
+            if any(len(upload[2][n][0]) < MIN_PART for n in wanted[:-1]):  # S3: 5 MiB, but the last part
+                return await self._send(writer, 400, _error("EntityTooSmall", "Your proposed upload is smaller "
+                                                            "than the minimum allowed size", key), "application/xml")
             del self.uploads[params["uploadId"]]
             etag = f'"{uuid.uuid4().hex}-{len(wanted)}"'
             self._store(bucket, key, b"".join(upload[2][n][0] for n in wanted), etag)

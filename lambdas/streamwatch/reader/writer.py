@@ -32,6 +32,7 @@ WRITE_PART_SIZE = 8 << 20  # bytes per part (S3: at least 5 MiB but the last, at
 PART_CONCURRENCY = 4  # parts of one object in flight
 PARTS_IN_FLIGHT = 16  # parts of all objects: each is a part_size buffer, so memory stays ~16 x 8 MiB
 MAX_KEY_BYTES = 1024  # S3's limit on a key
+MAX_PARTS = 10_000  # S3's limit on parts per upload (S3 User Guide, "Amazon S3 multipart upload limits")
 
 
 @dataclass
@@ -162,9 +163,15 @@ class DatasetWriter:
                     return
                 self.sleep(CLIENT.delay(attempt))
 
+    def part_size_for(self, size: int) -> int:
+        """`part_size`, or larger for a body that would need more than S3's 10,000 parts (whole MiB)."""
+        return max(self.part_size, -(-size // (MAX_PARTS << 20)) << 20)
+
     def _put_multipart(self, key: str, body) -> dict:
         """An open file is read a part at a time (a Path would be read whole)."""
-        options = {"use_multipart": True, "chunk_size": self.part_size, "max_concurrency": self.part_concurrency}
+        size = body.stat().st_size if isinstance(body, Path) else memoryview(body).nbytes
+        options = {"use_multipart": True, "chunk_size": self.part_size_for(size),
+                   "max_concurrency": self.part_concurrency}
         if isinstance(body, Path):
             with open(body, "rb") as fh:
                 return obstore.put(self._multipart_store(), key, fh, **options)
