@@ -20,31 +20,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "lambdas"))
 sys.path.insert(0, str(ROOT / "bench"))
+from loopback import BIN, BUCKET, ENV, LARGE, LATENCY, MIN_ROUNDS, SCRATCH, SMALL, DataSet  # noqa: E402
 from quiet import TRIES, clean_run, spawn, warm_pages  # noqa: E402
 
-LATENCY, BUCKET, MIN_ROUNDS = 0.020, "bench", 5
-SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
-       "AWS_REGION": "us-east-1"}
-BIN = Path(sys.executable).parent
 RECIPE_VENV = ROOT / ".venv-recipe"
-
-
-@dataclass(frozen=True)
-class DataSet:
-    name: str
-    objects: int
-    size: int
-    serial_objects: int  # serial boto3 writes a subset: its rate is what matters
-
-
-SMALL, LARGE = DataSet("small", 1000, 64 * 1024, 200), DataSet("large", 16, 64 << 20, 3)
 
 
 def serve(conn) -> None:
