@@ -116,6 +116,19 @@ def test_a_bad_item_is_refused_for_itself_alone(endpoint, tmp_path):
     assert endpoint.objects["out"] == {"stage/ok": b"fine"}
 
 
+def test_a_generator_that_breaks_keeps_what_it_gave_and_says_so(endpoint):
+    # Given a generator that yields two bodies and then raises
+    def items():
+        yield "a", b"1"
+        yield "b", b"2"
+        raise RuntimeError("source database went away")
+    # When it is written
+    report = writer(endpoint).put_many(items())
+    # Then the two landed, and the report ends with the failure, named, and is not complete
+    assert set(endpoint.objects["out"]) == {"stage/a", "stage/b"} and not report.complete
+    assert report.failed[0].error == "ItemsFailed: the items raised RuntimeError: source database went away"
+
+
 def test_push_writes_a_folder_and_says_what_did_not_land(endpoint, tmp_path):
     # Given a folder of three files, one of which the store refuses
     src = tmp_path / "src"

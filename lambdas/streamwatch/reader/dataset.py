@@ -12,7 +12,6 @@ from pathlib import Path
 
 import obstore
 
-from streamwatch.core import scope
 from streamwatch.core.backoff import CLIENT
 from streamwatch.reader.files import FileSink, _FilesUnder
 from streamwatch.reader.objects import (
@@ -35,6 +34,7 @@ from streamwatch.reader.objects import (
     unaddressable,
 )
 from streamwatch.reader.stores import Location, list_index, parse_location, store_for
+from streamwatch.reader.workers import run_jobs
 
 
 def _located(source: str | Location, prefix: str = "") -> Location:
@@ -130,7 +130,7 @@ class DatasetReader:
                 jobs += [functools.partial(ranged.part, i) for i in range(ranged.parts)]
             else:
                 jobs.append(functools.partial(self._fetch_whole, store, obj, result, sink_factory, done))
-        _run(jobs, min(self.concurrency, len(jobs)))
+        run_jobs(jobs, min(self.concurrency, len(jobs)), "reader")
         report.elapsed_s = time.perf_counter() - started
         return report
 
@@ -271,27 +271,3 @@ def _abort(sink: Sink | None) -> None:
             sink.abort()
         except Exception:  # the attempt's own error is what the report needs
             pass
-
-
-def _run(jobs: list[Callable[[], None]], threads: int) -> None:
-    """`threads` workers take jobs in order until none are left (each job reports its own outcome)."""
-    lock, queue = threading.Lock(), iter(jobs)
-
-    def work() -> None:
-        while True:
-            with lock:
-                job = next(queue, None)
-            if job is None:
-                return
-            job()
-
-    workers = [threading.Thread(target=scope.bound(work), name=f"reader-{i}", daemon=True) for i in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-
-
-# A key's path components a reader writes to disk (README: security model): no leading dot (.git, .ssh, .bashrc),
-# no backslash, colon, NUL or control character (Windows paths, alternate streams), each short enough to leave room
-# for the temp suffix (".<name>.<32 hex>.part") within the file system's 255 bytes.

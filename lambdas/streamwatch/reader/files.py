@@ -102,6 +102,9 @@ class FileSink(Sink):
             os.close(fd)
 
 
+# A key's path components a reader writes to disk (README: security model): no leading dot (.git, .ssh, .bashrc),
+# no backslash, colon, NUL or control character (Windows paths, alternate streams), each short enough to leave room
+# for the temp suffix (".<name>.<32 hex>.part") within the file system's 255 bytes.
 SAFE_COMPONENT = re.compile(r"[A-Za-z0-9_+=@,~-][A-Za-z0-9_.+=@,~ -]*")
 MAX_COMPONENT_BYTES = 255 - len(".." + "0" * 32 + ".part")
 MAX_PATH_BYTES = 4000

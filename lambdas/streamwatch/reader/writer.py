@@ -12,6 +12,7 @@ Items are taken from the iterable only as workers free up, so a generator of (ke
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -21,10 +22,10 @@ from pathlib import Path
 
 import obstore
 
-from streamwatch.core import scope
 from streamwatch.core.backoff import CLIENT
 from streamwatch.reader.objects import classify, unaddressable
 from streamwatch.reader.stores import Location, parse_location, store_for
+from streamwatch.reader.workers import run_jobs
 
 DEFAULT_WRITE_CONCURRENCY = 128  # objects in flight (s5cmd's default is 256 workers)
 MULTIPART_THRESHOLD = 16 << 20  # bodies this large go as a multipart upload
@@ -107,33 +108,38 @@ class DatasetWriter:
         started = time.perf_counter()
         report = WriteReport(str(self.location))
         store = store_for(self.location, self.endpoint_url)
-        lock, source = threading.Lock(), iter(items)
+        lock = threading.Lock()
         self._large = threading.BoundedSemaphore(self.large_at_once)
 
-        def work() -> None:
+        def jobs():  # read by run_jobs under its lock: results are appended in the order items are taken
+            source = iter(items)
             while True:
-                with lock:
-                    item = next(source, _END)
-                    if item is _END:
-                        return
-                    result = WriteResult(key="")
-                    report.results.append(result)
-                self._put_item(store, item, base, result)
-                if progress:
-                    with lock:
-                        progress(result)
+                try:
+                    item = next(source)
+                except StopIteration:
+                    return
+                except Exception as exc:  # the caller's generator broke: what it gave so far is still written
+                    report.results.append(WriteResult(key="", error=f"ItemsFailed: the items raised "
+                                                                    f"{type(exc).__name__}: {exc}"))
+                    return
+                result = WriteResult(key="")
+                report.results.append(result)
+                yield functools.partial(self._put_item, store, item, base, result, progress, lock)
 
-        workers = [threading.Thread(target=scope.bound(work), name=f"writer-{i}", daemon=True)
-                   for i in range(self.concurrency)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
+        run_jobs(jobs(), self.concurrency, "writer")
         report.elapsed_s = time.perf_counter() - started
         return report
 
     # --- one object ------------------------------------------------------------------------------------------
-    def _put_item(self, store, item, base, result: WriteResult) -> None:
+    def _put_item(self, store, item, base, result: WriteResult, progress=None, lock=None) -> None:
+        try:
+            self._put(store, item, base, result)
+        finally:
+            if progress:
+                with lock:
+                    progress(result)
+
+    def _put(self, store, item, base, result: WriteResult) -> None:
         try:
             relative, body = self._unpack(item, base, result)
         except (TypeError, ValueError, OSError) as exc:
@@ -203,6 +209,3 @@ class DatasetWriter:
         """The same store with object_store's own retries on: a multipart upload's parts are retried one by one
         (the single PUTs' store has them off, so that every attempt is counted)."""
         return store_for(self.location, self.endpoint_url, retries=self.max_attempts - 1)
-
-
-_END = object()
