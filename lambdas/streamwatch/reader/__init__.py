@@ -16,8 +16,10 @@ ranges, each a work item like any small object, streamed in `chunk_size` pieces 
 a preallocated temp file. Parts of one object are queued together, so few objects are open at once and memory
 is ~ranges in flight x chunk_size whatever the object size. At most `range_concurrency` ranges are in flight:
 a small object costs a request's latency, a range its bandwidth. Profiled (py-spy, perf), a large read's CPU is
-the kernel's copies, socket to process and process to file, which every client pays; more ranges only added
-buffers and thread wake-ups.
+mostly the kernel's copies, socket to process and process to file, which every client pays; more ranges only
+added buffers and thread wake-ups. What is left on top: obstore 0.12's stream yields Python bytes, each chunk
+zero-filled and copied once more (obstore pull request #133 would yield its zero-copy Bytes); a whole range as
+one Bytes (get_range) avoids that but faults in a fresh buffer per range, which cost more.
 
 Retries: obstore's own retries are off (RetryConfig max_retries=0) and the reader retries, so every attempt is
 counted in the report and one policy (exponential backoff, full jitter) covers 5xx, SlowDown, throttling,
