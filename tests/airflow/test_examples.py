@@ -50,6 +50,8 @@ def test_the_hourly_example_waits_for_its_hour_and_reads_exactly_it(airflow_db, 
                 t += 30
         threading.Thread(target=write, daemon=True).start()
         monkeypatch.setenv("STREAMWATCH_READ_DIR", str(tmp_path))
+        sb.session.client("s3").create_bucket(Bucket="stage")  # where the example writes its results
+        monkeypatch.setenv("STREAMWATCH_STAGE_URL", "s3://stage/hourly/")
         dag = load("streamwatch_hourly")
         for task in dag.tasks:  # the example's connection is the user's: here, the local run's default chain
             if task.task_id == "hour_ready":
@@ -64,3 +66,6 @@ def test_the_hourly_example_waits_for_its_hour_and_reads_exactly_it(airflow_db, 
                          window_token(hour, 3600)))
         files = [p for p in (tmp_path / ready["dataset_id"]).rglob("*") if p.is_file()]
         assert len(files) == ready["objects"] > 0
+        # And the last task wrote each file, transformed, to the stage bucket under the dataset's id
+        staged = sb.session.client("s3").list_objects_v2(Bucket="stage", Prefix=f"hourly/{ready['dataset_id']}/")
+        assert sorted(o["Key"].rpartition("/")[2] for o in staged.get("Contents", [])) == sorted(p.name for p in files)
