@@ -183,3 +183,20 @@ def test_gcs_and_azure_objects_are_read_through_their_own_stores_with_the_same_r
     assert files_in(tmp_path) == {"a.bin": b"A" * 3000, "sub/b.bin": b"B" * 10}
     assert by_key["data/gone.bin"].error == "HTTP 404 Not Found"
     assert report.url_of("data/gone.bin") == f"{scheme}://bkt/data/gone.bin"
+
+
+def test_credentials_do_not_follow_a_redirect_to_another_host(server, tmp_path, monkeypatch):
+    # Given a file the repository redirects to another server (another origin), which wants no credentials
+    monkeypatch.setenv("STREAMWATCH_HTTP_TOKEN", TOKEN)
+    with HTTPFiles() as elsewhere:
+        elsewhere.put("blob/a.jar", b"moved")
+        server.redirects["repo/moved.jar"] = elsewhere.url + "blob/a.jar"
+        # When the file is fetched through the repository
+        location = parse_location(server.url + "repo/")
+        report = fast(DatasetReader()).fetch(location, objects=objects_from_lines(location, ["moved.jar"]),
+                                             to_dir=tmp_path)
+    # Then the repository got the token, the other host did not, and the file arrived
+    assert report.complete, report.summary()
+    assert server.seen_authorization["repo/moved.jar"] == f"Bearer {TOKEN}"
+    assert elsewhere.seen_authorization["blob/a.jar"] is None
+    assert (tmp_path / "moved.jar").read_bytes() == b"moved"
