@@ -164,7 +164,7 @@ def test_the_cli_fetches_a_url_and_prints_each_failure_with_its_url(server, tmp_
 @pytest.mark.parametrize("scheme", ["gs", "az"])
 def test_gcs_and_azure_objects_are_read_through_their_own_stores_with_the_same_retries(scheme, tmp_path,
                                                                                        monkeypatch):
-    # Given a loopback server answering GCS's and Azure's object GETs, a 503 on one object, one object missing
+    # Given a loopback server answering GCS's and Azure's listings and GETs, a 503 on the listing and on an object
     monkeypatch.setenv("GOOGLE_SKIP_SIGNATURE", "true")
     monkeypatch.setenv("AZURE_SKIP_SIGNATURE", "true")
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", "acct")
@@ -172,16 +172,24 @@ def test_gcs_and_azure_objects_are_read_through_their_own_stores_with_the_same_r
         files.put("bkt/data/a.bin", b"A" * 3000)
         files.put("bkt/data/sub/b.bin", b"B" * 10)
         files.fail("bkt/data/a.bin", "503")
+        files.put("bkt/other/c.bin", b"not under the prefix")
+        files.fail("bkt", "503")  # the first listing request
         reader = fast(DatasetReader(endpoint_url=files.url.rstrip("/")))
-        # When the objects a file list names are fetched from the bucket's URL
+        # When the bucket's prefix is fetched by its URL (listed through the store's own list API)
+        listed = reader.fetch(f"{scheme}://bkt/data/", to_dir=tmp_path / "listed")
+        # And the objects a file list names, one of them gone, are fetched
         location = parse_location(f"{scheme}://bkt/data/")
-        objects = objects_from_lines(location, ["a.bin", "sub/b.bin", "gone.bin"])
-        report = reader.fetch(location, objects=objects, to_dir=tmp_path)
-    # Then the present ones arrived whole (the 503 retried), and the missing one failed by its URL and status
+        objects = objects_from_lines(location, ["a.bin", "gone.bin"])
+        report = reader.fetch(location, objects=objects, to_dir=tmp_path / "named")
+        listings = files.requests["bkt"]
+    # Then the listing (its 503 retried) found exactly the prefix's objects, each arrived whole (a 503 retried)
+    assert listed.complete, listed.summary()
+    assert listings == 2
+    assert files_in(tmp_path / "listed") == {"a.bin": b"A" * 3000, "sub/b.bin": b"B" * 10}
+    assert {r.key: r.attempts for r in listed.results} == {"data/a.bin": 2, "data/sub/b.bin": 1}
+    # And the missing one failed by its URL and status
     by_key = {r.key: r for r in report.results}
-    assert (by_key["data/a.bin"].ok, by_key["data/a.bin"].attempts) == (True, 2)
-    assert files_in(tmp_path) == {"a.bin": b"A" * 3000, "sub/b.bin": b"B" * 10}
-    assert by_key["data/gone.bin"].error == "HTTP 404 Not Found"
+    assert by_key["data/a.bin"].ok and by_key["data/gone.bin"].error == "HTTP 404 Not Found"
     assert report.url_of("data/gone.bin") == f"{scheme}://bkt/data/gone.bin"
 
 
