@@ -50,8 +50,26 @@ class ObjectResult:
     path: str | None = None
 
 
+class Outcomes:
+    """What a read or a write report says of its `results` (each with .ok and .bytes)."""
+
+    results: list
+
+    @property
+    def ok(self) -> list:
+        return [r for r in self.results if r.ok]
+
+    @property
+    def failed(self) -> list:
+        return [r for r in self.results if not r.ok]
+
+    @property
+    def bytes(self) -> int:
+        return sum(r.bytes for r in self.ok)
+
+
 @dataclass
-class ReadReport:
+class ReadReport(Outcomes):
     bucket: str
     prefix: str
     results: list[ObjectResult] = field(default_factory=list)
@@ -67,17 +85,6 @@ class ReadReport:
         """The object's URL, for a person reading the report."""
         return self.location.url_of(key) if self.location else f"s3://{self.bucket}/{key}"
 
-    @property
-    def ok(self) -> list[ObjectResult]:
-        return [r for r in self.results if r.ok]
-
-    @property
-    def failed(self) -> list[ObjectResult]:
-        return [r for r in self.results if not r.ok]
-
-    @property
-    def bytes(self) -> int:
-        return sum(r.bytes for r in self.ok)
 
     @property
     def complete(self) -> bool:

@@ -23,7 +23,7 @@ from pathlib import Path
 import obstore
 
 from streamwatch.core.backoff import CLIENT
-from streamwatch.reader.objects import classify, unaddressable
+from streamwatch.reader.objects import Outcomes, classify, unaddressable
 from streamwatch.reader.stores import Location, parse_location, store_for
 from streamwatch.reader.workers import run_jobs
 
@@ -48,26 +48,14 @@ class WriteResult:
 
 
 @dataclass
-class WriteReport:
+class WriteReport(Outcomes):
     destination: str
     results: list[WriteResult] = field(default_factory=list)
     elapsed_s: float = 0.0
 
     @property
-    def ok(self) -> list[WriteResult]:
-        return [r for r in self.results if r.ok]
-
-    @property
-    def failed(self) -> list[WriteResult]:
-        return [r for r in self.results if not r.ok]
-
-    @property
     def complete(self) -> bool:
         return not self.failed
-
-    @property
-    def bytes(self) -> int:
-        return sum(r.bytes for r in self.ok)
 
     def summary(self) -> dict:
         return {"destination": self.destination, "objects": len(self.results), "ok": len(self.ok),
