@@ -19,7 +19,6 @@ import multiprocessing as mp
 import os
 import resource
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -28,7 +27,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "lambdas"))
 sys.path.insert(0, str(ROOT / "bench"))
-from loopback import BIN, BUCKET, ENV, LARGE, LATENCY, MIN_ROUNDS, SCRATCH, SMALL, DataSet  # noqa: E402
+from loopback import (  # noqa: E402
+    BIN,
+    BUCKET,
+    ENV,
+    LARGE,
+    LATENCY,
+    MIN_ROUNDS,
+    SCRATCH,
+    SMALL,
+    DataSet,
+    disturbed_warning,
+    doc_table,
+    figure,
+    median_rate,
+    print_table,
+    print_verdict,
+)
 from quiet import TRIES, clean_run, spawn, warm_pages  # noqa: E402
 
 
@@ -210,17 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         capped.terminate()
     figures: dict[str, dict] = {}
     for condition, (ds, _, contenders) in conditions.items():
-        serial_med = _stats(runs[(condition, "serial")], ds)["median"]
+        serial_med = median_rate(runs[(condition, "serial")])
         for contender in contenders:
-            st = _stats(runs[(condition, contender)], ds)
-            figures[f"{condition}/{contender}"] = {
-                "objects_per_s": round(st["best"], 1), "median_objects_per_s": round(st["median"], 1),
-                "mb_per_s": round(st["best"] * ds.size / 1e6, 1),
-                "median_mb_per_s": round(st["median"] * ds.size / 1e6, 1),
-                "x_serial": round(st["median"] / serial_med, 1), "cpu_s_per_1000_objects": round(st["cpu"], 3),
-                "cpu_s_per_gib": round(st["cpu"] / 1000 / (ds.size / 2**30), 2), "peak_rss_mib": round(st["peak"], 1),
-                "rss_before_mib": round(st["before"], 1) if st["before"] else None, "runs_redone": st["redone"],
-                "disturbed_runs": st["disturbed"], "foreign_cores_max": st["foreign_max"]}
+            figures[f"{condition}/{contender}"] = figure(runs[(condition, contender)], ds, serial_med)
     fig = lambda condition, contender: figures[f"{condition}/{contender}"]  # noqa: E731
     limit = 32 / LATENCY
     parts = math.ceil(LARGE.size / PART_SIZE)
@@ -247,15 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{SCRATCH or 'the temp dir'}; best and median of {args.rounds} interleaved rounds; x serial on medians; "
             f"capped: {args.cap_mb:g} MB/s per connection")
     print(f"{head}; endpoints {plain_url} {capped_url}")
-    print(f"{'':56s} {'obj/s':>8s} {'median':>8s} {'MB/s med':>9s} {'x serial':>9s} {'CPU s/1k':>9s} "
-          f"{'CPU s/GiB':>9s} {'peak RSS':>9s} {'redone':>6s}")
-    for condition, (_, _, contenders) in conditions.items():
-        for contender in contenders:
-            f = fig(condition, contender)
-            print(f"{condition:7s}{labels[contender]:49s} {f['objects_per_s']:8.1f} {f['median_objects_per_s']:8.1f} "
-                  f"{f['median_mb_per_s']:9.1f} {f['x_serial']:8.1f}x {f['cpu_s_per_1000_objects']:9.3f} "
-                  f"{f['cpu_s_per_gib']:9.2f} {f['peak_rss_mib']:5.0f} MiB {f['runs_redone']:6d}"
-                  f"{'  DISTURBED' if f['disturbed_runs'] else ''}")
+    print_table([(condition, labels[contender], fig(condition, contender))
+                 for condition, (_, _, contenders) in conditions.items() for contender in contenders], 7, 49)
     print(f"latency limit (small, 32 in flight): {limit:.0f} obj/s; reader at 32 = "
           f"{fig('small', 'reader:32')['median_objects_per_s'] / limit:.0%} of it")
     print(f"capped: limit min({connections} connections x {args.cap_mb:g} MB/s, uncapped "
@@ -264,10 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"large set peak RSS at the default: {fig('large', mine)['peak_rss_mib']:.0f} MiB, {growth:.0f} MiB above "
           f"the process before reading; bound 3 parts x {PART_SIZE >> 20} MiB x {in_flight} objects in flight = "
           f"{memory_bound:.0f} MiB")
-    print(f"runs redone for other work on the machine: {sum(f['runs_redone'] for f in figures.values())}; "
-          f"figures without a clean run: {', '.join(flagged) or 'none'}")
-    print("targets:", ", ".join(f"{k}={'PASS' if v else 'FAIL'}" for k, v in targets.items()))
-    print(f"benchmark ran {elapsed:.0f} s")
+    print_verdict(figures, flagged, targets, elapsed)
     if args.rounds >= MIN_ROUNDS:
         write_doc(head, args.rounds, conditions, labels, figures, targets, limit, growth, memory_bound, in_flight,
                   connections, args.cap_mb, capped_limit, flagged, mine)
@@ -283,17 +280,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _stats(runs: list[dict], ds: DataSet) -> dict:
-    rates = [r["objects"] / r["elapsed"] for r in runs]
-    before = [r["rss_before_mib"] for r in runs if r.get("rss_before_mib")]
-    foreign = [r["foreign_cores"] for r in runs if r.get("foreign_cores") is not None]
-    return {"best": max(rates), "median": statistics.median(rates),
-            "cpu": statistics.median(r["cpu"] / r["objects"] * 1000 for r in runs),
-            "peak": max(r["peak_rss_mib"] for r in runs), "before": max(before) if before else None,
-            "redone": sum(r["tries"] - 1 for r in runs), "disturbed": sum(1 for r in runs if r.get("disturbed")),
-            "foreign_max": round(max(foreign), 2) if foreign else None}
-
-
 def write_doc(head, rounds, conditions, labels, figures, targets, limit, growth, bound, in_flight, connections,
               cap_mb, capped_limit, flagged, mine) -> None:
     """The "reader" section of docs/benchmarks.md, and the README's block from the same figures."""
@@ -303,9 +289,7 @@ def write_doc(head, rounds, conditions, labels, figures, targets, limit, growth,
     fig = lambda condition, contender: figures[f"{condition}/{contender}"]  # noqa: E731
     small = fig("small", "reader:32")["median_objects_per_s"]
     verdict = "; ".join(f"{k}: {'pass' if v else 'FAIL'}" for k, v in targets.items())
-    warning = ([f"**Disturbed:** no clean run in {TRIES} tries for {', '.join(flagged)}; these figures are not for "
-                "publishing.", ""] if flagged else [])
-    lines = ["## Reader (`bench/reader.py`)", "", *warning,
+    lines = ["## Reader (`bench/reader.py`)", "", *disturbed_warning(flagged, TRIES),
              f"{SMALL.objects:,} x {SMALL.size >> 10} KiB and {LARGE.objects} x {LARGE.size >> 20} MiB behind a "
              f"loopback S3 endpoint, and the large set again behind one that caps each connection at {cap_mb:g} MB/s "
              f"(capped); {head}. Each contender runs in its own process: CPU and peak RSS are its own (the reader's "
@@ -314,15 +298,8 @@ def write_doc(head, rounds, conditions, labels, figures, targets, limit, growth,
              "bytes as the run will need: this VM hands memory freed for about 2 s back to its host, and touching it "
              "again costs about 3x the system time (bench/quiet.py), so without it a contender that starts fast "
              "(s5cmd) ran on warm pages and one that imports for a second (Python) on cold ones.", "",
-             "| set | client | obj/s (best) | obj/s (median) | MB/s (median) | x serial | CPU s per 1,000 objects "
-             "| CPU s per GiB | peak RSS MiB | runs redone |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for condition, (_, _, contenders) in conditions.items():
-        for contender in contenders:
-            f = fig(condition, contender)
-            lines.append(f"| {condition} | {labels[contender]} | {f['objects_per_s']:,.1f} | "
-                         f"{f['median_objects_per_s']:,.1f} | {f['median_mb_per_s']:,.1f} | {f['x_serial']:.1f}x | "
-                         f"{f['cpu_s_per_1000_objects']:.3f} | {f['cpu_s_per_gib']:.2f} | {f['peak_rss_mib']:.0f} | "
-                         f"{f['runs_redone']}{' (disturbed)' if f['disturbed_runs'] else ''} |")
+             *doc_table([(condition, labels[contender], fig(condition, contender))
+                         for condition, (_, _, contenders) in conditions.items() for contender in contenders])]
     lines += ["", f"Latency limit for the small set at 32 in flight: {limit:,.0f} obj/s; the reader at 32 reaches "
               f"{small / limit:.0%}. Capped: the limit is the smaller of {connections} connections x {cap_mb:g} MB/s "
               f"and the uncapped reader's {fig('large', mine)['median_mb_per_s']:,.0f} MB/s, {capped_limit:,.0f} MB/s;"

@@ -15,7 +15,6 @@ import json
 import multiprocessing as mp
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "lambdas"))
 sys.path.insert(0, str(ROOT / "bench"))
-from loopback import BIN, BUCKET, ENV, LARGE, LATENCY, MIN_ROUNDS, SCRATCH, SMALL, DataSet  # noqa: E402
+from loopback import (  # noqa: E402
+    BIN,
+    BUCKET,
+    ENV,
+    LARGE,
+    LATENCY,
+    MIN_ROUNDS,
+    SCRATCH,
+    SMALL,
+    DataSet,
+    disturbed_warning,
+    doc_table,
+    figure,
+    median_rate,
+    print_table,
+    print_verdict,
+)
 from quiet import TRIES, clean_run, spawn, warm_pages  # noqa: E402
 
 RECIPE_VENV = ROOT / ".venv-recipe"
@@ -184,21 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     figures: dict[str, dict] = {}
     for ds in (SMALL, LARGE):
-        serial = statistics.median(r["objects"] / r["elapsed"] for r in runs[(ds.name, "serial")])
+        serial = median_rate(runs[(ds.name, "serial")])
         for contender in labels:
-            rs = runs[(ds.name, contender)]
-            rates = [r["objects"] / r["elapsed"] for r in rs]
-            foreign = [r["foreign_cores"] for r in rs if r.get("foreign_cores") is not None]
-            med = statistics.median(rates)
-            cpu = statistics.median(r["cpu"] / r["objects"] for r in rs)
-            figures[f"{ds.name}/{contender}"] = {
-                "objects_per_s": round(max(rates), 1), "median_objects_per_s": round(med, 1),
-                "median_mb_per_s": round(med * ds.size / 1e6, 1), "x_serial": round(med / serial, 1),
-                "cpu_s_per_1000_objects": round(cpu * 1000, 3), "cpu_s_per_gib": round(cpu / (ds.size / 2**30), 2),
-                "peak_rss_mib": round(max(r["peak_rss_mib"] for r in rs), 1),
-                "runs_redone": sum(r["tries"] - 1 for r in rs),
-                "disturbed_runs": sum(1 for r in rs if r.get("disturbed")),
-                "foreign_cores_max": round(max(foreign), 2) if foreign else None}
+            figures[f"{ds.name}/{contender}"] = figure(runs[(ds.name, contender)], ds, serial)
     fig = lambda s, c: figures[f"{s}/{c}"]  # noqa: E731
     flagged = sorted(name for name, f in figures.items() if f["disturbed_runs"])
     targets = {f"writer_ge_{peer}_{s}": fig(s, "writer")["median_objects_per_s"] >= fig(s, peer)["median_objects_per_s"]
@@ -208,19 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     head = (f"{LATENCY * 1000:.0f} ms per request, endpoint in its own process, {os.cpu_count()} cores, files from "
             f"{SCRATCH or 'the temp dir'}; best and median of {args.rounds} interleaved rounds; x serial on medians")
     print(head)
-    print(f"{'':58s} {'obj/s':>8s} {'median':>8s} {'MB/s med':>9s} {'x serial':>9s} {'CPU s/1k':>9s} "
-          f"{'CPU s/GiB':>9s} {'peak RSS':>9s} {'redone':>6s}")
-    for ds in (SMALL, LARGE):
-        for contender in labels:
-            f = fig(ds.name, contender)
-            print(f"{ds.name:6s}{labels[contender]:52s} {f['objects_per_s']:8.1f} {f['median_objects_per_s']:8.1f} "
-                  f"{f['median_mb_per_s']:9.1f} {f['x_serial']:8.1f}x {f['cpu_s_per_1000_objects']:9.3f} "
-                  f"{f['cpu_s_per_gib']:9.2f} {f['peak_rss_mib']:5.0f} MiB {f['runs_redone']:6d}"
-                  f"{'  DISTURBED' if f['disturbed_runs'] else ''}")
-    print(f"runs redone for other work on the machine: {sum(f['runs_redone'] for f in figures.values())}; "
-          f"figures without a clean run: {', '.join(flagged) or 'none'}")
-    print("targets:", ", ".join(f"{k}={'PASS' if v else 'FAIL'}" for k, v in targets.items()))
-    print(f"benchmark ran {elapsed:.0f} s")
+    print_table([(ds.name, labels[contender], fig(ds.name, contender)) for ds in (SMALL, LARGE)
+                 for contender in labels], 6, 52)
+    print_verdict(figures, flagged, targets, elapsed)
     if args.rounds >= MIN_ROUNDS:
         write_doc(head, args.rounds, labels, figures, targets, flagged)
     else:
@@ -236,23 +229,14 @@ def write_doc(head, rounds, labels, figures, targets, flagged) -> None:
     """The "writer" section of docs/benchmarks.md, and the README's block from the same figures."""
     from docs_section import update_doc
     verdict = "; ".join(f"{k}: {'pass' if v else 'FAIL'}" for k, v in targets.items())
-    warning = ([f"**Disturbed:** no clean run in {TRIES} tries for {', '.join(flagged)}; these figures are not for "
-                "publishing.", ""] if flagged else [])
-    lines = ["## Writer (`bench/writer.py`)", "", *warning,
+    lines = ["## Writer (`bench/writer.py`)", "", *disturbed_warning(flagged, TRIES),
              f"A folder of {SMALL.objects:,} x {SMALL.size >> 10} KiB files, and one of {LARGE.objects} x "
              f"{LARGE.size >> 20} MiB, uploaded to a loopback S3 endpoint; {head}. Each contender runs in its own "
              "process (the Python ones time their upload alone; the CLIs from spawn to exit); the endpoint checks "
              "every upload. A run during which other work took more than 0.25 cores is redone, and each starts on "
              "warm pages (bench/quiet.py: this VM hands memory freed for about 2 s back to its host).", "",
-             "| set | client | obj/s (best) | obj/s (median) | MB/s (median) | x serial | CPU s per 1,000 objects "
-             "| CPU s per GiB | peak RSS MiB | runs redone |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for name in ("small", "large"):
-        for contender in labels:
-            f = figures[f"{name}/{contender}"]
-            lines.append(f"| {name} | {labels[contender]} | {f['objects_per_s']:,.1f} | "
-                         f"{f['median_objects_per_s']:,.1f} | {f['median_mb_per_s']:,.1f} | {f['x_serial']:.1f}x | "
-                         f"{f['cpu_s_per_1000_objects']:.3f} | {f['cpu_s_per_gib']:.2f} | {f['peak_rss_mib']:.0f} | "
-                         f"{f['runs_redone']}{' (disturbed)' if f['disturbed_runs'] else ''} |")
+             *doc_table([(name, labels[contender], figures[f"{name}/{contender}"]) for name in ("small", "large")
+                         for contender in labels])]
     serial = figures["large/serial"]["median_mb_per_s"]
     lines += ["", f"Serial boto3 uploads {serial:,.0f} MB/s on one connection: that is about the endpoint's own "
               "ceiling for request bodies (one Python thread reading them), so on the large set every contender "
