@@ -59,10 +59,14 @@ class S3Endpoint:
         self.port = 0
 
     # --- setup -----------------------------------------------------------------------------------------
-    def put(self, bucket: str, key: str, body: bytes, headers: dict[str, str] | None = None) -> None:
-        """Store an object; `headers` (e.g. Content-Encoding) are sent back with it, as S3 does."""
+    def put(self, bucket: str, key: str, body: bytes, headers: dict[str, str] | None = None,
+            etag: str | None = None) -> None:
+        """Store an object; `headers` (e.g. Content-Encoding) are sent back with it, as S3 does. `etag`: an
+        upload's own (by default the body's MD5)."""
         self.objects[bucket][key] = body
         self.etags.pop((bucket, key), None)
+        if etag:
+            self.etags[(bucket, key)] = etag
         self._etag(bucket, key)
         self.headers[(bucket, key)] = dict(headers or {})
 
@@ -128,9 +132,10 @@ class S3Endpoint:
                 length = int(headers.get("content-length", 0))
                 if length and headers.get("expect", "").lower() == "100-continue":
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # botocore and Go wait for it (up to 1 s)
+                bucket, key, params = self._parse(target)
                 body = b""
                 if length:
-                    if self._upload_breaks(method, target):  # the body stops half-way, the connection drops
+                    if self._upload_breaks(method, key, params):  # the body stops half-way, the connection drops
                         await reader.readexactly(length // 2)
                         break
                     body = await reader.readexactly(length)
@@ -146,7 +151,7 @@ class S3Endpoint:
                 try:
                     if self.latency_s:
                         await asyncio.sleep(self.latency_s)
-                    keep = await self._respond(method, target, headers, writer, body)
+                    keep = await self._respond(method, bucket, key, params, headers, writer, body)
                 finally:
                     with self._lock:
                         self.in_flight -= 1
@@ -158,10 +163,10 @@ class S3Endpoint:
         finally:
             writer.close()
 
-    def _upload_breaks(self, method: str, target: str) -> bool:
+    def _upload_breaks(self, method: str, key: str, params: dict) -> bool:
         if method != "PUT":
             return False
-        key = self._fault_key(*self._parse(target)[1:])
+        key = self._fault_key(key, params)
         with self._lock:
             if self.faults.get(key) and self.faults[key][0] == "broken":
                 self.faults[key].popleft()
@@ -218,7 +223,7 @@ class S3Endpoint:
                                                             "than the minimum allowed size", key), "application/xml")
             del self.uploads[params["uploadId"]]
             etag = f'"{uuid.uuid4().hex}-{len(wanted)}"'
-            self._store(bucket, key, b"".join(upload[2][n][0] for n in wanted), etag)
+            self.put(bucket, key, b"".join(upload[2][n][0] for n in wanted), etag=etag)
             return await self._send(writer, 200, (
                 '<?xml version="1.0" encoding="UTF-8"?><CompleteMultipartUploadResult><Bucket>'
                 f"{escape(bucket)}</Bucket><Key>{escape(key)}</Key><ETag>{escape(etag, QUOTE)}</ETag>"
@@ -228,19 +233,13 @@ class S3Endpoint:
             return await self._send(writer, 204, b"", "application/xml", length=0)
         if method == "PUT":
             etag = _etag_of(body)
-            self._store(bucket, key, body, etag)
+            self.put(bucket, key, body, etag=etag)
             return await self._send(writer, 200, b"", "application/xml", {"ETag": etag})
         return await self._send(writer, 400, _error("InvalidRequest", f"{method} is not served here", key),
                                 "application/xml")
 
-    def _store(self, bucket: str, key: str, body: bytes, etag: str) -> None:
-        self.objects[bucket][key] = body
-        self.etags[(bucket, key)] = etag
-        self.headers[(bucket, key)] = {}
-
-    async def _respond(self, method: str, target: str, headers: dict[str, str],
+    async def _respond(self, method: str, bucket: str, key: str, params: dict, headers: dict[str, str],
                        writer: asyncio.StreamWriter, body: bytes = b"") -> bool:
-        bucket, key, params = self._parse(target)
         if key and method in ("PUT", "POST", "DELETE"):
             return await self._write(method, bucket, key, params, body, writer)
         if method == "HEAD" and not key:  # HeadBucket: the CLI checks the bucket before a read
