@@ -71,12 +71,12 @@ class ProgressBar:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     from streamwatch.reader import DatasetReader, UnsafeTarget, check_target
-    from streamwatch.reader.stores import BadLocation, objects_from_lines, parse_location
+    from streamwatch.reader.stores import BadLocation, objects_from_lines
 
     if args.concurrency is not None and args.concurrency < 1:
         raise InputError(f"--concurrency {args.concurrency}: give 1 or more")
     try:  # the source, the file list and the target first: before anything reaches the network
-        location = _fetch_location(args, parse_location)
+        location = _fetch_location(args)
         objects = objects_from_lines(location, _read_list(args.list)) if args.list else None
     except BadLocation as exc:
         raise InputError(str(exc)) from None
@@ -104,8 +104,10 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0 if report.complete else EXIT_FAILED
 
 
-def _fetch_location(args: argparse.Namespace, parse_location):
+def _fetch_location(args: argparse.Namespace):
     """What `fetch` reads: a URL, or a dataset id in the deployment's bucket (its prefix from the rules)."""
+    from streamwatch.reader.stores import parse_location
+
     if "://" in args.dataset:
         if args.bucket or args.prefix is not None:
             raise InputError(f"{args.dataset}: a URL names its own bucket and prefix; drop --bucket and --prefix")

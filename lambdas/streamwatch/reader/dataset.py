@@ -53,10 +53,10 @@ class DatasetReader:
         accepted for callers of the former multi-process reader and ignored: one process reaches the limit."""
         if concurrency < 1 or range_concurrency < 1:
             raise ValueError("concurrency and range_concurrency must be >= 1")
-        self.range_concurrency = range_concurrency
         if part_size < 1 or large_threshold < 1:
             raise ValueError("part_size and large_threshold must be >= 1")
         self.concurrency, self.processes, self.max_attempts = concurrency, 1, max(1, max_attempts)
+        self.range_concurrency = range_concurrency
         self.endpoint_url, self.part_size, self.chunk_size = endpoint_url, part_size, chunk_size
         self.large_threshold = max(large_threshold, part_size + 1)
         self.sleep: Callable[[float], None] = time.sleep
@@ -92,13 +92,13 @@ class DatasetReader:
         reported for that object alone."""
         started = time.perf_counter()
         location = _located(source, prefix)
-        report = ReadReport(location.root, location.prefix, location=location if "://" in str(source) else None)
+        report = ReadReport(location.root, location.prefix, location=location)
         if sink_factory is None:
             if to_dir is None:
                 raise ValueError("give to_dir or sink_factory")
             files = sink_factory = _FilesUnder(to_dir, location.prefix, overwrite=overwrite)
             try:
-                return self.fetch(source, prefix, objects=objects, sink_factory=files, progress=progress)
+                return self.fetch(location, objects=objects, sink_factory=files, progress=progress)
             finally:
                 files.close()
         try:

@@ -75,16 +75,20 @@ class ReadReport(Outcomes):
     results: list[ObjectResult] = field(default_factory=list)
     elapsed_s: float = 0.0
     listing_error: str | None = None
-    location: object = None  # stores.Location, when the source was a URL
+    location: object = None  # stores.Location; by default the S3 bucket and prefix
+
+    def __post_init__(self) -> None:
+        if self.location is None:
+            from streamwatch.reader.stores import Location  # stores builds on this module
+            self.location = Location("s3", self.bucket, self.prefix)
 
     @property
     def source(self) -> str:
-        return str(self.location) if self.location else f"s3://{self.bucket}/{self.prefix}"
+        return str(self.location)
 
     def url_of(self, key: str) -> str:
         """The object's URL, for a person reading the report."""
-        return self.location.url_of(key) if self.location else f"s3://{self.bucket}/{key}"
-
+        return self.location.url_of(key)
 
     @property
     def complete(self) -> bool:

@@ -82,7 +82,7 @@ class DatasetWriter:
         self.concurrency, self.max_attempts = concurrency, max(1, max_attempts)
         self.endpoint_url, self.part_size, self.part_concurrency = endpoint_url, part_size, part_concurrency
         self.multipart_threshold = max(multipart_threshold, part_size + 1)
-        self.large_at_once = max(1, parts_in_flight // part_concurrency)
+        self.large = threading.BoundedSemaphore(max(1, parts_in_flight // part_concurrency))  # bodies at once
         self.sleep: Callable[[float], None] = time.sleep
 
     def key_of(self, relative: str) -> str:
@@ -97,7 +97,6 @@ class DatasetWriter:
         report = WriteReport(str(self.location))
         store = store_for(self.location, self.endpoint_url)
         lock = threading.Lock()
-        self._large = threading.BoundedSemaphore(self.large_at_once)
 
         def jobs():  # read by run_jobs under its lock: results are appended in the order items are taken
             source = iter(items)
@@ -145,8 +144,8 @@ class DatasetWriter:
             result.attempts += 1
             try:
                 if large:
-                    with self._large:
-                        put = self._put_multipart(key, body)
+                    with self.large:
+                        put = self._put_multipart(key, body, size)
                 else:
                     put = obstore.put(store, key, body, use_multipart=False)
                 result.ok, result.bytes, result.error, result.etag = True, size, None, put.get("e_tag")
@@ -161,9 +160,8 @@ class DatasetWriter:
         """`part_size`, or larger for a body that would need more than S3's 10,000 parts (whole MiB)."""
         return max(self.part_size, -(-size // (MAX_PARTS << 20)) << 20)
 
-    def _put_multipart(self, key: str, body) -> dict:
+    def _put_multipart(self, key: str, body, size: int) -> dict:
         """An open file is read a part at a time (a Path would be read whole)."""
-        size = body.stat().st_size if isinstance(body, Path) else memoryview(body).nbytes
         options = {"use_multipart": True, "chunk_size": self.part_size_for(size),
                    "max_concurrency": self.part_concurrency}
         if isinstance(body, Path):
