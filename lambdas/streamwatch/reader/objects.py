@@ -231,27 +231,42 @@ def _options(etag: str | None, start: int = 0, end: int | None = None) -> dict:
 
 
 # --- listing and one-object streams -------------------------------------------------------------------------------
+def with_retries(call: Callable[[], object], max_attempts: int, sleep: Callable[[float], None],
+                 label: str = ""):
+    """`call()` until it returns: a transient failure is retried with the client backoff, a permanent one (or the
+    last) raised as ReadError, its text after `label`. For calls that are whole requests (a listing, an index
+    page); a stream that resumes where it broke keeps its own loop."""
+    for attempt in range(max(1, max_attempts)):
+        try:
+            return call()
+        except ReadError:
+            raise
+        except Exception as exc:
+            error, transient = classify(exc)
+            if not transient or attempt + 1 >= max_attempts:
+                raise ReadError(f"{label}{error}", error.split(":", 1)[0], transient, attempt + 1) from exc
+            sleep(CLIENT.delay(attempt))
+    raise AssertionError("unreachable")
+
+
 def list_objects(store: S3Store, prefix: str, max_attempts: int = 5,
                  sleep: Callable[[float], None] = time.sleep) -> list[ObjectInfo]:
     """Every object under the prefix, with S3's prefix semantics: obstore lists whole path segments, so a prefix
     not ending in "/" is listed from its parent and filtered. A failed page resumes after the last key seen."""
     parent = prefix if prefix.endswith("/") or not prefix else prefix.rpartition("/")[0]
     out: list[ObjectInfo] = []
-    last, attempt = None, 0
-    while True:
-        try:
-            for batch in obstore.list(store, parent or None, offset=last, chunk_size=1000):
-                for meta in batch:
-                    last = meta["path"]
-                    if last.startswith(prefix):
-                        out.append(ObjectInfo(last, meta["size"], meta.get("e_tag") or ""))
-            return out
-        except Exception as exc:
-            error, transient = classify(exc)
-            attempt += 1
-            if not transient or attempt >= max_attempts:
-                raise ReadError(error, error.split(":", 1)[0], transient, attempt) from exc
-            sleep(CLIENT.delay(attempt - 1))
+    last = None
+
+    def pages() -> list[ObjectInfo]:
+        nonlocal last
+        for batch in obstore.list(store, parent or None, offset=last, chunk_size=1000):
+            for meta in batch:
+                last = meta["path"]
+                if last.startswith(prefix):
+                    out.append(ObjectInfo(last, meta["size"], meta.get("e_tag") or ""))
+        return out
+
+    return with_retries(pages, max_attempts, sleep)
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

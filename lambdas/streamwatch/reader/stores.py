@@ -28,8 +28,14 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 import obstore
 
 from streamwatch.core import scope
-from streamwatch.core.backoff import CLIENT
-from streamwatch.reader.objects import CLIENT_OPTIONS, ObjectInfo, ReadError, classify, make_store, retry_config
+from streamwatch.reader.objects import (
+    CLIENT_OPTIONS,
+    ObjectInfo,
+    ReadError,
+    make_store,
+    retry_config,
+    with_retries,
+)
 
 SCHEMES = ("s3", "gs", "az", "http", "https")
 MAX_INDEX_PAGES = 10_000  # an index that links on and on ends here, with an error, not an endless crawl
@@ -234,19 +240,10 @@ def list_index(store, location: Location, max_attempts: int = 5,
 
 
 def _index_page(store, location: Location, page: str, max_attempts: int, sleep) -> str:
-    path = unquote(page[len(location.root):])
-    for attempt in range(max_attempts):
-        try:
-            got = obstore.get(store, path)
-            if got.meta["size"] > MAX_INDEX_BYTES:
-                raise ReadError(f"{page}: an index page over {MAX_INDEX_BYTES >> 20} MiB", "IndexTooLarge")
-            return got.bytes().to_bytes().decode("utf-8", "replace")
-        except ReadError:
-            raise
-        except Exception as exc:
-            error, transient = classify(exc)
-            if not transient or attempt + 1 >= max_attempts:
-                raise ReadError(f"{page}: {error}", error.split(":", 1)[0], transient, attempt + 1) from exc
-            sleep(CLIENT.delay(attempt))
-    raise AssertionError("unreachable")
+    def read() -> str:
+        got = obstore.get(store, unquote(page[len(location.root):]))
+        if got.meta["size"] > MAX_INDEX_BYTES:
+            raise ReadError(f"{page}: an index page over {MAX_INDEX_BYTES >> 20} MiB", "IndexTooLarge")
+        return got.bytes().to_bytes().decode("utf-8", "replace")
 
+    return with_retries(read, max_attempts, sleep, f"{page}: ")
