@@ -214,7 +214,8 @@ def classify(exc: BaseException) -> tuple[str, bool]:
     if status:
         n, code, message = int(status[1]), CODE.search(text), MESSAGE.search(text)
         name = code[1] if code else f"HTTP {n}" + (f" {status[2]}" if status[2] else "")  # a plain HTTP server
-        return (f"{name}: {message[1]}" if message else name), n >= 500 or n in (408, 429) or name in TRANSIENT_CODES
+        message = message[1].strip().split("\n", 1)[0] if message else ""  # Azure adds RequestId and Time lines
+        return (f"{name}: {message}" if message else name), n >= 500 or n in (408, 429) or name in TRANSIENT_CODES
     first = text.split("\n", 1)[0]
     if isinstance(exc, GenericError):
         return (f"IncompleteRead: {first}" if "body" in first else f"ConnectionError: {first}"), True

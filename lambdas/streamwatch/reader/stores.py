@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import functools
 import netrc
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -115,11 +116,18 @@ def store_for(location: Location, endpoint_url: str | None = None, retries: int 
         return make_store(location.root, endpoint_url, retries)
     if location.http:
         return _http_store(location.root, http_authorization(location))
-    return _cloud_store(location.scheme, location.root, endpoint_url, retries)
+    return _cloud_store(location.scheme, location.root, endpoint_url, _cloud_environment(location.scheme), retries)
+
+
+def _cloud_environment(scheme: str) -> tuple:
+    """The variables obstore reads a GCS or Azure store's credentials from: part of the cache key, so a changed
+    key or account gets a store of its own, as S3's does (objects.make_store)."""
+    prefix = "GOOGLE_" if scheme == "gs" else "AZURE_"
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(prefix)))
 
 
 @functools.lru_cache(maxsize=32)
-def _cloud_store(scheme: str, root: str, endpoint_url: str | None, retries: int = 0):
+def _cloud_store(scheme: str, root: str, endpoint_url: str | None, environment: tuple, retries: int = 0):
     from obstore.store import AzureStore, GCSStore
     options: dict = dict(CLIENT_OPTIONS)
     if endpoint_url:
