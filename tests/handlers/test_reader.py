@@ -14,6 +14,7 @@ import pytest
 
 from streamwatch.local.s3_endpoint import S3Endpoint
 from streamwatch.reader import DatasetReader, LineCountSink, ReadError, stream_object
+from tests.fixtures.files import files_in
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "data/dataset=d1/"
@@ -25,10 +26,6 @@ def endpoint():
         for i in range(20):
             ep.put("bkt", f"{PREFIX}part-{i:02d}", (b'{"n":%d}\n' % i) * (1000 + i))
         yield ep
-
-
-def files_in(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def test_transient_errors_and_broken_streams_are_retried_until_they_succeed(endpoint, tmp_path):

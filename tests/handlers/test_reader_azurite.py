@@ -7,12 +7,12 @@ from __future__ import annotations
 import base64
 import math
 import os
-from pathlib import Path
 
 import pytest
 
 from streamwatch.reader import DatasetReader, DatasetWriter
 from tests.fixtures.azurite import ACCOUNT, KEY, Azurite
+from tests.fixtures.files import files_in
 
 MiB = 1 << 20
 
@@ -30,10 +30,6 @@ def account(monkeypatch):
         monkeypatch.delenv(name)
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", ACCOUNT)
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", KEY)
-
-
-def files_in(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def test_blobs_written_by_azures_own_client_are_read_whole_small_and_in_ranges(azure, tmp_path):

@@ -15,6 +15,7 @@ import pytest
 
 from streamwatch.reader import DatasetReader
 from streamwatch.reader.stores import BadLocation, Location, objects_from_lines, parse_location
+from tests.fixtures.files import files_in
 from tests.fixtures.http_files import HTTPFiles
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,10 +30,6 @@ def server():
         for path, body in FILES.items():
             files.put(path, body)
         yield files
-
-
-def files_in(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def fast(reader: DatasetReader) -> DatasetReader:
